@@ -1,0 +1,153 @@
+"""The zoo's exact integers: torchvision's published figures where it ships the model, our baseline elsewhere."""
+import pytest
+import torch
+
+from convbench import UserError, create_model, list_models
+from convbench.measure.complexity import (
+    analytic_counts, build_on_meta, count_params, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
+    static_summary,
+)
+
+# torchvision's weight metadata: (num_params, _ops = GMACs printed to 3 decimals)
+TORCHVISION = {
+    "alexnet": (61100840, 0.714),
+    "googlenet_tv": (6624904, 1.498),
+    "inception_v3": (27161264, 5.713),
+    "resnet18": (11689512, 1.814),
+    "resnet34": (21797672, 3.664),
+    "resnet50": (25557032, 4.089),
+    "resnet101": (44549160, 7.801),
+    "resnet152": (60192808, 11.514),
+    "resnext50_32x4d": (25028904, 4.230),
+    "resnext101_32x8d": (88791336, 16.414),
+    "resnext101_64x4d": (83455272, 15.460),
+    "wide_resnet50_2": (68883240, 11.398),
+    "wide_resnet101_2": (126886696, 22.753),
+    "vgg11": (132863336, 7.609),
+    "vgg11_bn": (132868840, 7.609),
+    "vgg13": (133047848, 11.308),
+    "vgg13_bn": (133053736, 11.308),
+    "vgg16": (138357544, 15.470),
+    "vgg16_bn": (138365992, 15.470),
+    "vgg19": (143667240, 19.632),
+    "vgg19_bn": (143678248, 19.632),
+}
+ALL = list_models()
+
+
+def test_zoo_has_every_family_the_issue_names():
+    expected = {
+        "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+        "googlenet", "bn_inception", "inception_v3",
+        *(f"resnet{d}" for d in (18, 34, 50, 101, 152)), *(f"resnet{d}_v2" for d in (18, 34, 50, 101, 152)),
+        "resnet50_v1", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+        "resnext50_1x64d", "resnext50_2x40d", "resnext50_4x24d", "resnext50_8x14d",
+    }
+    assert expected <= set(ALL)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_matches_torchvision_published_figures(name):
+    params, gmacs = TORCHVISION[name]
+    counts = static_summary(name)
+    assert counts["params"] == params
+    assert round(counts["macs"] / 1e9, 3) == pytest.approx(gmacs, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_exact_counts_are_the_committed_baseline(name, zoo_counts):
+    assert name in zoo_counts, f"{name} has no baseline in tests/data/zoo_counts.json"
+    counts = static_summary(name)
+    expected = zoo_counts[name]
+    assert (counts["params"], counts["macs"], counts["acts"]) == (expected["params"], expected["macs"], expected["acts"])
+
+
+def test_baseline_lists_no_model_that_is_gone(zoo_counts):
+    assert set(zoo_counts) == set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_three_counters_agree_exactly(name):
+    """fvcore's trace, forward hooks and torch's FlopCounterMode count the same MACs, layer convention and all."""
+    shape = input_shape_for(name)
+    hooks = analytic_counts(build_on_meta(name), shape)
+    traced = fvcore_counts(materialize(build_on_meta(name)), shape)
+    assert traced["macs"] == hooks["macs"] == flop_counter_macs(build_on_meta(name), shape)
+    assert traced["acts"] == hooks["acts"]
+
+
+def test_fvcore_reports_what_it_did_not_count():
+    traced = fvcore_counts(materialize(build_on_meta("resnet50")), input_shape_for("resnet50"))
+    assert traced["unsupported_ops"]["aten::batch_norm"] == 53
+    assert traced["unsupported_ops"]["aten::max_pool2d"] == 1
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_on_cpu_returns_logits(name):
+    model = create_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(input_shape_for(name, batch_size=2)))
+    assert out.shape == (2, 1000)
+    assert torch.isfinite(out).all()
+
+
+def test_googlenet_paper_5x5_vs_torchvision_3x3():
+    paper, tv = static_summary("googlenet"), static_summary("googlenet_tv")
+    # Only the nine "5x5" convs differ: (25 - 9) weights per (reduce channels x 5x5 channels) pair.
+    assert paper["params"] - tv["params"] == 16 * sum(r * c for r, c in [(16, 32), (32, 96), (16, 48), (24, 64), (24, 64), (32, 64), (32, 128), (32, 128), (48, 128)])
+    assert (paper["params"], paper["macs"]) == (7005832, 1582671872)
+
+
+def test_resnet50_v1_is_the_papers_3_8_gmacs():
+    assert round(static_summary("resnet50_v1")["macs"] / 1e9, 2) == 3.86
+    assert static_summary("resnet50_v1")["params"] == static_summary("resnet50")["params"]
+
+
+def test_resnext_table2_keeps_complexity_within_four_percent():
+    base = static_summary("resnext50_1x64d")
+    assert base == static_summary("resnet50")
+    for name in ("resnext50_2x40d", "resnext50_4x24d", "resnext50_8x14d", "resnext50_32x4d"):
+        counts = static_summary(name)
+        assert abs(counts["macs"] / base["macs"] - 1) < 0.05
+        assert abs(counts["params"] / base["params"] - 1) < 0.03
+
+
+def test_auxiliary_heads_run_only_in_training():
+    net = create_model("googlenet", aux_logits=True).train()
+    logits, aux2, aux1 = net(torch.randn(2, 3, 224, 224))
+    assert logits.shape == aux1.shape == aux2.shape == (2, 1000)
+    assert count_params(net) > count_params(create_model("googlenet"))
+    # Eval forward skips the aux heads, so their MACs are not in the count even though their params are.
+    assert static_summary("googlenet", aux_logits=True)["macs"] == static_summary("googlenet")["macs"]
+    assert static_summary("inception_v3")["macs"] == static_summary("inception_v3_noaux")["macs"]
+
+
+def test_inception_v3_factorisation_saves_what_the_arithmetic_says():
+    asym, full = static_summary("inception_v3_noaux"), static_summary("inception_v3_7x7")
+    # Each 1x7+7x1 pair (c->c->c') becomes one 7x7 (c->c'): 49*c*c' vs 7*c*c + 7*c*c' weights.
+    c7s, extra = (128, 160, 160, 192), 0
+    for c in c7s:
+        extra += (49 * c * 192 - (7 * c * c + 7 * c * 192))  # branch7x7
+        extra += (49 * c * c - 14 * c * c) + (49 * c * 192 - (7 * c * c + 7 * c * 192))  # branch7x7dbl
+    # BN params shrink too: each removed intermediate conv had a BN with 2*c parameters.
+    bn_removed = sum(2 * c * 3 for c in c7s)
+    assert full["params"] - asym["params"] == extra - bn_removed
+    assert full["macs"] - asym["macs"] == extra * 17 * 17  # every changed conv runs on the 17x17 grid
+
+
+def test_create_model_overrides():
+    assert create_model("resnet18", num_classes=10).fc.out_features == 10
+    assert create_model("resnet18", num_classes=None).fc.out_features == 1000  # None keeps the default
+    with pytest.raises(UserError, match="takes no option"):
+        create_model("resnet18", colour="blue")
+
+
+def test_list_models_patterns():
+    assert list_models("resnet50") == ["resnet50"]
+    assert set(list_models("vgg1?")) == {"vgg11", "vgg13", "vgg16", "vgg19"}
+    assert list_models("alexnet, vgg16") == ["alexnet", "vgg16"]
+    assert list_models("all") == ALL
+    with pytest.raises(UserError, match="did you mean resnet50"):
+        list_models("resnet5")
+    with pytest.raises(UserError, match="unknown model 'nosuchnet'"):
+        create_model("nosuchnet")
