@@ -6,9 +6,9 @@ from typing import Sequence
 
 import typer
 
-from convbench.cli import list_cmd  # noqa: F401  (registers `list`)
-from convbench.cli.app import app, console, err_console
-from convbench.errors import UserError
+from convbench.cli import list_cmd, profile_cmd  # noqa: F401  (each registers its command)
+from convbench.cli.app import app, console
+from convbench.errors import UserError, UserInterrupt
 
 __all__ = ["app", "main"]
 
@@ -26,21 +26,30 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _one_line(message: str) -> None:
+    # Plain write: a console would wrap a long message at the terminal width.
+    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: every user mistake ends as one line on stderr and a non-zero exit, never a traceback."""
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="convbench", standalone_mode=False)
+    except UserInterrupt as exc:
+        _one_line(str(exc))
+        sys.exit(130)
     except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        _one_line(f"error: {exc}")
         sys.exit(2)
     except _usage_error_types() as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `convbench`: the help is the answer
             console.print(exc.format_message(), markup=False, highlight=False)
             sys.exit(0)
         message = " ".join(exc.format_message().split())
-        err_console.print(f"error: {message} (see --help)", markup=False, highlight=False)
+        _one_line(f"error: {message} (see --help)")
         sys.exit(getattr(exc, "exit_code", 2))
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted", markup=False)
+        _one_line("interrupted")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

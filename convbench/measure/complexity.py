@@ -37,9 +37,9 @@ def build_on_meta(name: str, **overrides: Any) -> nn.Module:
         return get_model_info(name).build(**overrides)
 
 
-def materialize(model: nn.Module) -> nn.Module:
-    """Give a meta-built model real (zero) CPU tensors, cheaply, so that it can be traced."""
-    model = model.to_empty(device="cpu")
+def materialize(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """Give a meta-built model real (zero) tensors, cheaply, so that it can be traced or run."""
+    model = model.to_empty(device=device)
     with torch.no_grad():
         for t in (*model.parameters(), *model.buffers()):
             t.zero_()

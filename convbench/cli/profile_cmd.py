@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from convbench.cli.app import app, console, err_console
+from convbench.cli.tables import profile_table
+from convbench.config import ProfileConfig, parse_int_list, parse_list
+from convbench.errors import UserInterrupt
+from convbench.runner import run_profile
+
+
+@app.command("profile")
+def profile_command(
+    arch: Annotated[str, typer.Option("--arch", "-a", help="'all', a name, an fnmatch pattern, a comma list, or package.module:function.")] = "all",
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    batch_size: Annotated[str, typer.Option("--batch-size", "-b", help="Comma list of batch sizes.")] = "1",
+    dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA) / bf16.")] = "fp32",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model before warm-up.")] = False,
+    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning.")] = True,
+    metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes) or all (adds latency and memory).")] = "all",
+    warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
+    iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
+    min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed work per row when --iters is not given.")] = 1.0,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Override every model's input size.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/latest"),
+    format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
+    by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
+) -> None:
+    """Measure params, MACs, activations, memory and latency; one row per model and batch size."""
+    formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
+    config = ProfileConfig(
+        arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
+        channels_last=channels_last, compile=compile, cudnn_benchmark=cudnn_benchmark, metrics=metrics,
+        warmup=warmup, iters=iters, min_time=min_time, input_size=input_size, out=out, formats=formats, by_layer=by_layer,
+    )
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task("profiling", total=None)
+
+        def on_row(row: dict[str, Any]) -> None:
+            progress.update(task, advance=1, description=f"{row['model']} b{row['batch_size']}: {row['status']}")
+
+        run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(task, total=n))
+    console.print(profile_table(run.frame, config.metrics))
+    failed = int((run.frame["status"] != "ok").sum())
+    console.print(f"{len(run.rows)} rows ({failed} not ok) written to {out}/profile.csv", highlight=False)
+    if run.interrupted:
+        raise UserInterrupt(f"interrupted: the {len(run.rows)} finished rows are in {out}/profile.csv")

@@ -1,0 +1,47 @@
+"""Rich tables for the console: a readable subset of a run's columns, with units in the headers."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+
+def _num(v: Any, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
+        return "-"
+    return format(v, fmt)
+
+
+def _mib(v: Any) -> str:
+    return _num(_scaled(v, 2**20), ".1f")
+
+
+def profile_table(df: pd.DataFrame, metrics: str) -> Table:
+    """Params in millions, MACs in G per image, memory in MiB; '~' marks a noisy latency."""
+    columns = ["model", "batch", "params M", "GMACs", "saved MiB"]
+    if metrics == "all":
+        columns += ["p50 ms", "IQR ms", "img/s", "TFLOP/s", "infer MiB", "train MiB"]
+    columns.append("status")
+    device = df["device_name"].iloc[0] if len(df) else ""
+    dtype = df["dtype"].iloc[0] if len(df) else ""
+    table = Table(title=f"{device}, {dtype}", title_justify="left", pad_edge=False, collapse_padding=True)
+    width = max([5] + [len(str(m)) for m in df["model"]])
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("model", "status") else "right",
+                         min_width=width if name == "model" else None, no_wrap=name == "model")
+    for r in df.to_dict("records"):
+        cells = [r["model"], str(r["batch_size"]), _num(_scaled(r["params"], 1e6), ".2f"), _num(_scaled(r["macs"], 1e9), ".3f"),
+                 _mib(r["saved_act_bytes"])]
+        if metrics == "all":
+            noisy = "~" if r.get("noisy") is True else ""
+            cells += [_num(r["latency_ms_p50"], ".2f") + noisy, _num(r["latency_ms_iqr"], ".2f"), _num(r["throughput_img_s"], ".1f"),
+                      _num(r["achieved_tflops"], ".3f"), _mib(r["peak_mem_infer_bytes"]), _mib(r["peak_mem_train_bytes"])]
+        cells.append(r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}")
+        table.add_row(*cells)
+    return table
+
+
+def _scaled(v: Any, unit: float) -> Any:
+    return v / unit if isinstance(v, (int, float)) else v

@@ -1,0 +1,89 @@
+"""Frozen run configurations: what the CLI parses into and the library runs from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from convbench.errors import UserError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FORMATS = ("csv", "json", "md", "parquet")
+METRICS = ("static", "all")
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    arch: str = "all"
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1,)
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = True
+    metrics: str = "all"
+    warmup: int = 5
+    iters: int | None = None
+    min_time: float = 1.0
+    input_size: int | None = None
+    out: Path | None = None
+    formats: tuple[str, ...] = ("csv",)
+    by_layer: bool = False
+    cpu_memory: bool = True
+
+    def __post_init__(self) -> None:
+        validate_device(self.device)
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UserError(f"batch sizes must be positive integers, got {','.join(map(str, self.batch_sizes)) or 'none'}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.metrics not in METRICS:
+            raise UserError(f"unknown metrics {self.metrics!r}; choose static or all")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise UserError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+        if self.warmup < 0:
+            raise UserError("--warmup must be 0 or more")
+        if self.iters is not None and self.iters < 1:
+            raise UserError("--iters must be at least 1")
+        if self.min_time <= 0:
+            raise UserError("--min-time must be positive")
+        if self.input_size is not None and self.input_size < 1:
+            raise UserError("--input-size must be positive")
+        if self.dtype == "fp16" and self.device == "cpu":
+            raise UserError("fp16 is for CUDA; on the CPU use bf16 or fp32")
+
+
+def validate_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if device.split(":")[0] != "cuda":
+        raise UserError(f"unknown device {device!r}; choose cpu or cuda")
+    if not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA device here (torch "
+                        f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA)")
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{what} must be integers separated by commas, got {text!r}") from None
+    return values
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create the folder and prove it writable now, not after an hour of measuring."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".convbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    return out

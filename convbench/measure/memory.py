@@ -1,0 +1,125 @@
+"""Memory: bytes saved for backward (exact, counted), and measured peaks on CUDA and on the CPU.
+
+- `saved_bytes`: unique storages that autograd saves during one training-mode forward at the given batch
+  size (parameters included), and `saved_act_bytes` without the parameters, buffers and autocast's
+  low-precision copies of the parameters. Counted where the row runs: autocast policies differ by device
+  (CPU autocast runs batch norm in fp32, CUDA's in the input dtype), and so do some kernels' saved extras.
+- CUDA peaks: allocator peak over the baseline, measured in their own pass (never inside the timing loop).
+- CPU peaks: torch's allocations are invisible to tracemalloc, and a process's peak RSS only rises, so each
+  (model, batch) is measured in a child process (`python -m convbench.measure.cpu_peak`) that resets the
+  kernel's high-water mark (/proc/self/clear_refs) before each pass.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+from convbench.config import DTYPES
+from convbench.measure.complexity import materialize
+from convbench.specs import ModelSpec
+
+
+def first_output(out: Any) -> torch.Tensor:
+    """Models with auxiliary heads return a tuple in training; the main logits come first."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _is_parameter_copy(t: torch.Tensor, param_ids: set[int]) -> bool:
+    """Autocast saves a low-precision cast of each weight; that is parameter memory, not activation memory."""
+    fn = t.grad_fn
+    if fn is None or type(fn).__name__ != "ToCopyBackward0":
+        return False
+    return any(type(nf).__name__ == "AccumulateGrad" and id(nf.variable) in param_ids for nf, _ in fn.next_functions if nf is not None)
+
+
+def count_saved_bytes(model: nn.Module, x: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> dict[str, int]:
+    own = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+    param_ids = {id(p) for p in model.parameters()}
+    storages: dict[int, int] = {}
+    parameter_like: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage._cdata] = storage.nbytes()
+        if storage._cdata in own or _is_parameter_copy(t, param_ids):
+            parameter_like.add(storage._cdata)
+        return t
+
+    was_training = model.training
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad(), \
+                torch.autocast(x.device.type if x.device.type != "meta" else "cpu", dtype=autocast_dtype or torch.float32,
+                               enabled=autocast_dtype is not None):
+            model(x)
+    finally:
+        model.train(was_training)
+    total = sum(storages.values())
+    return {"saved_bytes": total, "saved_act_bytes": total - sum(storages[k] for k in parameter_like)}
+
+
+def saved_bytes(spec: ModelSpec, batch_size: int, dtype: str = "fp32", device: str = "cpu") -> dict[str, int]:
+    """Counted where the row runs: CUDA rows on the GPU (its autocast policy and kernels decide what is
+    saved), CPU rows on the meta device at fp32 (shapes only, identical to CPU) or under CPU autocast."""
+    shape = (batch_size, 3, spec.input_size, spec.input_size)
+    autocast = None if dtype == "fp32" else DTYPES[dtype]
+    if device.startswith("cuda"):
+        model = materialize(spec.build("meta"), device)
+        return count_saved_bytes(model, torch.zeros(shape, device=device), autocast)
+    if autocast is None:
+        return count_saved_bytes(spec.build("meta"), torch.zeros(shape, device="meta"))
+    return count_saved_bytes(materialize(spec.build("meta")), torch.zeros(shape), autocast)
+
+
+def train_step(model: nn.Module, x: torch.Tensor) -> None:
+    """One forward and backward, the unit that training memory and the train pass measure."""
+    model.zero_grad(set_to_none=True)
+    first_output(model(x)).float().sum().backward()
+
+
+def cuda_peaks(model: nn.Module, x: torch.Tensor, autocast: torch.dtype | None) -> dict[str, int]:
+    def peak(fn) -> int:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+
+    def infer() -> None:
+        model.eval()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=autocast or torch.float32, enabled=autocast is not None):
+            model(x)
+
+    def train() -> None:
+        model.train()
+        with torch.autocast("cuda", dtype=autocast or torch.float32, enabled=autocast is not None):
+            train_step(model, x)
+        model.zero_grad(set_to_none=True)
+
+    result = {"peak_mem_infer_bytes": peak(infer), "peak_mem_train_bytes": peak(train)}
+    model.eval()
+    return result
+
+
+def cpu_peaks_in_child(spec: ModelSpec, batch_size: int, dtype: str, channels_last: bool, timeout: float = 900) -> dict[str, Any]:
+    """Peak RSS growth of an inference pass and of a training step, each from a fresh high-water mark."""
+    if not sys.platform.startswith("linux"):
+        return {"mem_note": "CPU peak memory needs Linux (/proc/self/clear_refs)"}
+    request = {"model": spec.name, "input_size": spec.input_size, "batch_size": batch_size, "dtype": dtype,
+               "channels_last": channels_last}
+    # The child must import what the parent can: user models may live on a path added at run time.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-m", "convbench.measure.cpu_peak", json.dumps(request)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"mem_note": f"CPU peak child failed: {tail}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,214 @@
+"""Row schema, the run's environment, and writers. Rows are flat dicts; a run is a pandas DataFrame."""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import functools
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+
+import convbench
+from convbench.errors import UserError
+
+# Column -> unit or meaning; the order is the CSV's.
+PROFILE_COLUMNS: dict[str, str] = {
+    "model": "model name, or package.module:function",
+    "family": "architecture family",
+    "input_size": "input height = width, pixels",
+    "batch_size": "images per forward",
+    "device": "cpu or cuda[:N]",
+    "device_name": "GPU or CPU model",
+    "dtype": "fp32, or the autocast dtype",
+    "channels_last": "NHWC memory format",
+    "compile": "torch.compile used",
+    "cudnn_benchmark": "torch.backends.cudnn.benchmark",
+    "tf32_matmul": "torch.backends.cuda.matmul.allow_tf32",
+    "tf32_cudnn": "torch.backends.cudnn.allow_tf32",
+    "threads": "torch.get_num_threads()",
+    "status": "ok; partial (a measure failed, see error); oom or error (not built or timed)",
+    "error": "why a row is not ok, or why a column is empty",
+    "params": "parameters",
+    "param_bytes": "bytes of parameters as stored (fp32)",
+    "macs": "multiply-accumulates per image, conv + linear/matmul (fvcore)",
+    "acts": "conv + linear output elements per image (fvcore)",
+    "unsupported_ops": "ops fvcore traced but did not count (op:calls)",
+    "saved_bytes": "bytes autograd saves in one training forward at this batch (unique storages, params included)",
+    "saved_act_bytes": "saved_bytes without parameters and buffers",
+    "peak_mem_infer_bytes": "measured peak over baseline, inference forward",
+    "peak_mem_train_bytes": "measured peak over baseline, forward + backward",
+    "latency_ms_p50": "median latency of one forward at this batch, ms",
+    "latency_ms_p90": "ms",
+    "latency_ms_p99": "ms",
+    "latency_ms_iqr": "interquartile range, ms",
+    "latency_ms_mean": "ms",
+    "latency_ms_min": "ms",
+    "timed_iters": "timed iterations after warm-up",
+    "noisy": "IQR / median above 0.10",
+    "throughput_img_s": "batch / median latency",
+    "achieved_tflops": "2 x macs x batch / median latency, TFLOP/s",
+    "torch": "torch version",
+    "cuda": "CUDA version torch was built with",
+    "cudnn": "cuDNN version",
+    "convbench": "convbench version",
+    "git_commit": "convbench source commit, when run from a checkout",
+    "timestamp": "UTC, when the row finished",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str:
+    root = Path(convbench.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return ""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_name()
+
+
+def run_context(device: str, dtype: str, channels_last: bool, compile: bool, cudnn_benchmark: bool) -> dict[str, Any]:
+    """The columns every row repeats, so that a row read alone still says what it measured."""
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "dtype": dtype,
+        "channels_last": channels_last,
+        "compile": compile,
+        "cudnn_benchmark": cudnn_benchmark,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda or "",
+        "cudnn": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",
+        "convbench": convbench.__version__,
+        "git_commit": git_commit(),
+    }
+
+
+def environment(device: str) -> dict[str, Any]:
+    """env.json: the machine and software behind a results folder."""
+    env: dict[str, Any] = {
+        "convbench": convbench.__version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "created": now(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.device(device))
+        env["gpu"] = {"name": props.name, "memory_bytes": props.total_memory, "capability": f"{props.major}.{props.minor}",
+                      "multiprocessors": props.multi_processor_count}
+        try:
+            env["gpu"]["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                                  capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            pass
+    try:
+        import fvcore  # noqa: F401
+        from importlib.metadata import version
+        env["fvcore"] = version("fvcore")
+    except Exception:  # fvcore's absence is recorded, not fatal here
+        env["fvcore"] = None
+    return env
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RowWriter:
+    """Appends each finished row to a CSV at once (flushed), so an interrupted or failed run keeps them all."""
+
+    def __init__(self, path: Path, columns: Iterable[str]) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self._file = open(path, "w", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+        self._csv.writeheader()
+        self._file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._csv.writerow({k: _cell(row.get(k)) for k in self.columns})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, dict):
+        return ";".join(f"{k}:{v}" for k, v in value.items())
+    return value
+
+
+def write_table(df: pd.DataFrame, out: Path, stem: str, formats: Iterable[str]) -> list[Path]:
+    """Write the formats other than the streamed CSV. Returns the files written."""
+    written = []
+    for fmt in formats:
+        path = out / f"{stem}.{fmt}"
+        if fmt == "csv":
+            continue
+        if fmt == "json":
+            path.write_text(df.to_json(orient="records", indent=1))
+        elif fmt == "md":
+            path.write_text(to_markdown(df))
+        elif fmt == "parquet":
+            try:
+                df.to_parquet(path)
+            except ImportError as exc:
+                raise UserError(f"parquet output needs pyarrow (pip install pyarrow): {exc}") from None
+        written.append(path)
+    return written
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub table, written here so markdown output needs no extra package."""
+    def fmt(v: Any) -> str:
+        v = _cell(v)
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, default=str))

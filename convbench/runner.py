@@ -1,0 +1,211 @@
+"""Expands models x batch sizes into rows and measures them; a failure becomes a row, never the end of a sweep.
+
+Model-level counts (params, MACs, activations) are taken once per model from a meta-device build and one
+fvcore trace; batch-level figures (saved bytes, timing, memory) once per row."""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+import torch
+from torch import nn
+
+from convbench.cache import CountCache
+from convbench.config import DTYPES, ProfileConfig, prepare_out_dir
+from convbench.measure import complexity, memory, timing
+from convbench.results import PROFILE_COLUMNS, RowWriter, environment, now, run_context, write_json, write_table
+from convbench.specs import ModelSpec, resolve_models
+
+OnRow = Callable[[dict[str, Any]], None]
+
+
+def _error_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def model_counts(spec: ModelSpec, by_layer: bool = False) -> dict[str, Any]:
+    """Batch-independent counts: params from a meta build, MACs and activations from one fvcore trace."""
+    meta = spec.build("meta")
+    counts: dict[str, Any] = {"params": complexity.count_params(meta), "param_bytes": complexity.param_bytes(meta)}
+    traced = complexity.fvcore_counts(complexity.materialize(copy.deepcopy(meta)), (1, 3, spec.input_size, spec.input_size),
+                                      by_module=by_layer)
+    unsupported = ";".join(f"{op}:{n}" for op, n in traced["unsupported_ops"].items())
+    counts.update(macs=traced["macs"], acts=traced["acts"], unsupported_ops=unsupported)
+    if by_layer:
+        params = {n: sum(p.numel() for p in m.parameters()) for n, m in meta.named_modules()}
+        counts["layers"] = [{"model": spec.name, "module": name or "(model)", "params": params.get(name, 0), **c}
+                            for name, c in traced["modules"].items()]
+    return counts
+
+
+@dataclass
+class LiveModel:
+    """The real model on the device, built once per model and reused across batch sizes."""
+    module: nn.Module
+    compiled: Callable[..., Any]
+
+
+def build_live(spec: ModelSpec, config: ProfileConfig) -> LiveModel:
+    device = torch.device(config.device)
+    module = spec.build("cpu").to(device).eval()
+    if config.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    compiled = torch.compile(module) if config.compile else module
+    return LiveModel(module, compiled)
+
+
+def _autocast(config: ProfileConfig) -> contextlib.AbstractContextManager:
+    dtype = DTYPES[config.dtype]
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(config.device).type, dtype=dtype)
+
+
+def measure_speed_and_memory(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, config: ProfileConfig) -> dict[str, Any]:
+    device = torch.device(config.device)
+    x = torch.randn(batch_size, 3, spec.input_size, spec.input_size, device=device)
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    row: dict[str, Any] = {}
+
+    def forward() -> Any:
+        with torch.inference_mode(), _autocast(config):
+            return live.compiled(x)
+
+    live.module.eval()
+    samples = timing.time_iterations(forward, device, config.warmup, config.iters, config.min_time)
+    row.update(timing.summarize(samples))
+    seconds = row["latency_ms_p50"] / 1e3
+    row["throughput_img_s"] = batch_size / seconds
+    row["achieved_tflops"] = 2 * macs * batch_size / seconds / 1e12
+    # Memory in its own pass, after timing, never inside the timed loop.
+    if device.type == "cuda":
+        autocast = None if config.dtype == "fp32" else DTYPES[config.dtype]
+        row.update(memory.cuda_peaks(live.module, x, autocast))
+    elif config.cpu_memory:
+        peaks = memory.cpu_peaks_in_child(spec, batch_size, config.dtype, config.channels_last)
+        if "mem_note" in peaks:
+            row["error"] = peaks.pop("mem_note")
+        row.update(peaks)
+    else:
+        row["error"] = "CPU peak memory not measured (cpu_memory off)"
+    return row
+
+
+@dataclass
+class ProfileRun:
+    config: ProfileConfig
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    layer_rows: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=list(PROFILE_COLUMNS))
+
+
+class _Row:
+    """One (model, batch) row being filled: each measurement fails on its own, leaving its columns empty."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.failures: list[tuple[str, str, str]] = []
+
+    def attempt(self, label: str, measure: Callable[[], dict[str, Any]]) -> bool:
+        try:
+            self.values.update(measure())
+            return True
+        except Exception as exc:
+            oom = _is_oom(exc)
+            if oom and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self.failures.append((label, "oom" if oom else "error", _error_text(exc)))
+            return False
+
+    def finish(self) -> dict[str, Any]:
+        """status: ok; oom or error when the model could not be built or timed; partial when another measure failed."""
+        row = self.values
+        notes = [f"{label}: {text}" for label, _, text in self.failures]
+        if row.get("error"):
+            notes.append(row["error"])
+        row["error"] = "; ".join(notes) or None
+        essential_failure = next((kind for label, kind, _ in self.failures if label in ("build", "timing")), None)
+        row["status"] = essential_failure or ("partial" if notes else "ok")
+        row["timestamp"] = now()
+        return row
+
+
+def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any], cache: CountCache) -> Iterator[dict[str, Any]]:
+    base = {"model": spec.name, "family": spec.family, "input_size": spec.input_size, **context}
+    cacheable = spec.family != "custom" and not config.by_layer
+
+    def cached(key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return cache.get_or_compute(f"{spec.name}@{spec.input_size}:{key}", compute) if cacheable else compute()
+
+    try:
+        counts = cached("counts", lambda: model_counts(spec, by_layer=config.by_layer))
+    except Exception as exc:  # a model that cannot be built or traced still gets its rows
+        for bs in config.batch_sizes:
+            yield {**base, "batch_size": bs, "status": "error", "error": f"counting failed: {_error_text(exc)}", "timestamp": now()}
+        return
+    layers = counts.pop("layers", [])
+    live: LiveModel | None = None
+    for bs in config.batch_sizes:
+        row = _Row({**base, "batch_size": bs, **counts})
+        if bs == config.batch_sizes[0] and layers:
+            row.values["_layers"] = layers
+        row.attempt("saved_bytes", lambda: cached(f"saved:{bs}:{config.dtype}:{torch.device(config.device).type}",
+                                                  lambda: memory.saved_bytes(spec, bs, config.dtype, config.device)))
+        if config.metrics == "all":
+            if live is None:
+                row.attempt("build", lambda: {"_live": build_live(spec, config)})
+                live = row.values.pop("_live", None)
+            if live is not None:
+                row.attempt("timing", lambda: measure_speed_and_memory(spec, live, bs, counts["macs"], config))
+        yield row.finish()
+    del live
+
+
+def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Callable[[int], None] | None = None) -> ProfileRun:
+    """Measure every (model, batch size) of the config; write rows to config.out as they finish."""
+    specs = resolve_models(config.arch, config.input_size)
+    out = prepare_out_dir(Path(config.out)) if config.out is not None else None
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    context = run_context(config.device, config.dtype, config.channels_last, config.compile, config.cudnn_benchmark)
+    run = ProfileRun(config)
+    cache = CountCache()
+    writer = None
+    if out is not None:
+        write_json(out / "env.json", {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS})
+        writer = RowWriter(out / "profile.csv", PROFILE_COLUMNS)
+    if on_start:
+        on_start(len(specs) * len(config.batch_sizes))
+    try:
+        for spec in specs:
+            for row in _model_rows(spec, config, context, cache):
+                run.layer_rows.extend(row.pop("_layers", []))
+                run.rows.append(row)
+                if writer:
+                    writer.write(row)
+                if on_row:
+                    on_row(row)
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        cache.save()
+        if writer:
+            writer.close()
+        if out is not None:
+            write_table(run.frame, out, "profile", config.formats)
+            if config.by_layer:
+                pd.DataFrame(run.layer_rows, columns=["model", "module", "params", "macs", "acts"]).to_csv(out / "layers.csv", index=False)
+    return run

@@ -1,0 +1,58 @@
+"""What `--arch` can name: zoo models (names, patterns, comma lists, 'all') and any importable
+`package.module:function` returning an nn.Module, so users can measure their own networks."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from convbench.errors import UserError
+from convbench.registry import get_model_info, list_models
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    input_size: int
+    builder: Callable[[], nn.Module] = field(repr=False)
+
+    def build(self, device: str | torch.device = "cpu") -> nn.Module:
+        with torch.device(device):
+            return self.builder()
+
+
+def _import_builder(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import {module_name!r} for --arch {spec}: {exc}") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise UserError(f"{module_name} has no callable {attr!r} (for --arch {spec})")
+    return builder
+
+
+def resolve_models(arch: str, input_size: int | None = None) -> list[ModelSpec]:
+    """Expand --arch into model specs, in the order given, without building anything."""
+    specs: list[ModelSpec] = []
+    zoo_parts = []
+    for part in (p.strip() for p in arch.split(",")):
+        if not part:
+            continue
+        if ":" in part:
+            specs.append(ModelSpec(part, "custom", input_size or 224, _import_builder(part)))
+        else:
+            zoo_parts.append(part)
+            for name in list_models(part):
+                info = get_model_info(name)
+                spec = ModelSpec(name, info.family, input_size or info.input_size, info.build)
+                if spec.name not in {s.name for s in specs}:
+                    specs.append(spec)
+    if not specs:
+        raise UserError("--arch names no model; `convbench list` shows the zoo")
+    return specs

@@ -1,0 +1,192 @@
+"""`convbench profile` end to end on the CPU, plus the memory counters and every bad-input path."""
+import csv
+import json
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+
+import convbench
+from convbench.cli import main
+from convbench.measure.complexity import build_on_meta, materialize
+from convbench.measure.memory import count_saved_bytes
+from convbench.results import PROFILE_COLUMNS
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture()
+def custom_models(tmp_path, monkeypatch):
+    """A module of user networks for --arch package.module:function."""
+    (tmp_path / "usernets.py").write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+
+        def tiny():
+            # conv 3->8 3x3 (pad 1) on 16x16, relu, global pool, linear 8->4
+            return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+        class FailsAtBatch(nn.Module):
+            def __init__(self, limit, exc):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 1)
+                self.limit, self.exc = limit, exc
+            def forward(self, x):
+                if x.shape[0] > self.limit and x.device.type != "meta":
+                    raise self.exc
+                return self.conv(x).mean((2, 3))
+
+        def ooms_above_2():
+            return FailsAtBatch(2, RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"))
+
+        def interrupts():
+            return FailsAtBatch(0, KeyboardInterrupt())
+
+        def not_a_module_builder():
+            raise ValueError("broken builder")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "usernets"
+    sys.modules.pop("usernets", None)
+
+
+def test_profile_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "profile", "--arch", "resnet18,alexnet", "--batch-size", "1,2", "--iters", "2",
+                            "--warmup", "1", "--out", str(out), "--format", "csv,json,md", "--by-layer")
+    assert code == 0, err
+    with open(out / "profile.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == list(PROFILE_COLUMNS)
+        rows = list(reader)
+    assert [(r["model"], r["batch_size"]) for r in rows] == [("resnet18", "1"), ("resnet18", "2"), ("alexnet", "1"), ("alexnet", "2")]
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    r18 = rows[0]
+    assert (int(r18["params"]), int(r18["macs"]), int(r18["acts"])) == (11689512, 1814073344, 2484712)
+    assert int(r18["param_bytes"]) == 4 * 11689512
+    assert (int(r18["saved_bytes"]), int(r18["saved_act_bytes"])) == (68991488, 22218240)
+    # Activations scale with the batch; BN's per-channel saved mean and inverse std do not.
+    assert int(rows[1]["saved_act_bytes"]) == 44398080
+    assert int(rows[2]["macs"]) == 714188480
+    for r in rows:  # measured, so only present and positive; the values belong to benchmarks
+        assert float(r["latency_ms_p50"]) > 0 and int(r["timed_iters"]) == 2
+        assert float(r["throughput_img_s"]) > 0 and int(r["peak_mem_train_bytes"]) >= int(r["saved_act_bytes"])
+        assert r["device"] == "cpu" and r["dtype"] == "fp32" and r["torch"] == torch.__version__
+        assert r["convbench"] == convbench.__version__ and r["threads"] == str(torch.get_num_threads())
+    assert "aten::batch_norm:20" in r18["unsupported_ops"]
+    records = json.loads((out / "profile.json").read_text())
+    assert records[0]["macs"] == 1814073344
+    assert (out / "profile.md").read_text().startswith("| model |")
+    env = json.loads((out / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["config"]["batch_sizes"] == [1, 2]
+    layers = pd.read_csv(out / "layers.csv")
+    whole = layers[(layers.model == "resnet18") & (layers.module == "(model)")].iloc[0]
+    assert (whole.params, whole.macs) == (11689512, 1814073344)
+    assert layers[(layers.model == "resnet18") & (layers.module == "fc")].iloc[0].macs == 512 * 1000
+    assert "resnet18" in stdout and "written to" in stdout
+
+
+def test_static_metrics_library_call(custom_models):
+    df = convbench.profile.profile(f"{custom_models}:tiny,resnet50", batch_sizes=[1, 4], metrics="static", input_size=16)
+    tiny = df[df.model == f"{custom_models}:tiny"].set_index("batch_size")
+    assert list(tiny.status) == ["ok", "ok"]
+    assert tiny.loc[1, "params"] == 3 * 8 * 9 + 8 + 8 * 4 + 4
+    assert tiny.loc[1, "macs"] == 16 * 16 * 8 * 27 + 8 * 4
+    assert tiny.loc[1, "acts"] == 16 * 16 * 8 + 4
+    # Saved for backward: the input (conv), the relu output (relu, shared with the pool's input shape only),
+    # the pooled/flattened features (linear) and the parameters the ops keep.
+    assert tiny.loc[4, "saved_act_bytes"] == 4 * 4 * (3 * 16 * 16 + 8 * 16 * 16 + 8)
+    assert df.latency_ms_p50.isna().all()  # static: nothing timed, nothing invented
+
+
+def test_saved_bytes_are_device_independent():
+    shape = (2, 3, 64, 64)
+    on_meta = count_saved_bytes(build_on_meta("resnet18"), torch.zeros(shape, device="meta"))
+    on_cpu = count_saved_bytes(materialize(build_on_meta("resnet18")), torch.zeros(shape))
+    assert on_meta == on_cpu
+    assert on_meta["saved_act_bytes"] < on_meta["saved_bytes"]
+
+
+def test_bf16_on_cpu_counts_what_cpu_autocast_saves():
+    df = convbench.profile.profile("resnet18", batch_sizes=[2], dtype="bf16", metrics="all", iters=1, warmup=0,
+                                   input_size=64, cpu_memory=False)
+    row = df.iloc[0]
+    assert row.status == "partial" and "cpu_memory off" in row.error  # said, not invented
+    assert row.latency_ms_p50 > 0
+    fp32 = count_saved_bytes(build_on_meta("resnet18"), torch.zeros(2, 3, 64, 64, device="meta"))
+    assert (fp32["saved_bytes"], fp32["saved_act_bytes"]) == (50436608, 3663360)
+    # bf16 weight copies halve the parameter part; CPU autocast keeps batch norm in fp32, so the
+    # activations shrink far less than half.
+    assert (row.saved_bytes, row.saved_act_bytes) == (25397376, 3005952)
+
+
+def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, custom_models):
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "profile", "--arch", f"{custom_models}:ooms_above_2,{custom_models}:not_a_module_builder,resnet18",
+                            "--batch-size", "1,4", "--iters", "1", "--warmup", "0", "--input-size", "64", "--out", str(out))
+    assert code == 0, err
+    df = pd.read_csv(out / "profile.csv")
+    status = dict(zip(zip(df.model, df.batch_size), df.status))
+    assert status[(f"{custom_models}:ooms_above_2", 1)] == "ok"
+    assert status[(f"{custom_models}:ooms_above_2", 4)] == "oom"
+    assert status[(f"{custom_models}:not_a_module_builder", 1)] == "error"
+    assert status[("resnet18", 1)] == status[("resnet18", 4)] == "ok"
+    oom_row = df[(df.model == f"{custom_models}:ooms_above_2") & (df.batch_size == 4)].iloc[0]
+    assert "out of memory" in oom_row.error and pd.isna(oom_row.latency_ms_p50)
+    assert "broken builder" in df[df.model == f"{custom_models}:not_a_module_builder"].iloc[0].error
+
+
+def test_interrupt_keeps_finished_rows(tmp_path, capsys, custom_models):
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "profile", "--arch", f"resnet18,{custom_models}:interrupts,alexnet", "--iters", "1",
+                       "--warmup", "0", "--input-size", "64", "--out", str(out), "--format", "csv,json")
+    assert code == 130
+    assert "interrupted" in err
+    df = pd.read_csv(out / "profile.csv")
+    assert list(df.model) == ["resnet18"] and list(df.status) == ["ok"]
+    assert json.loads((out / "profile.json").read_text())[0]["model"] == "resnet18"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--device", "cuda"], "no CUDA device"),
+    (["--device", "tpu"], "unknown device"),
+    (["--batch-size", "0"], "batch sizes must be positive"),
+    (["--batch-size", "-4"], "batch sizes must be positive"),
+    (["--batch-size", "eight"], "must be integers"),
+    (["--dtype", "fp64"], "unknown dtype"),
+    (["--arch", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (["--arch", "nosuchpkg.mod:fn"], "cannot import 'nosuchpkg.mod'"),
+    (["--arch", "json:nosuchfn"], "json has no callable 'nosuchfn'"),
+    (["--format", "xls"], "unknown format xls"),
+    (["--metrics", "some"], "unknown metrics"),
+    (["--iters", "0"], "--iters must be at least 1"),
+])
+def test_bad_input_is_one_line(capsys, tmp_path, argv, needle):
+    code, _, err = run(capsys, "profile", "--arch", "alexnet", "--out", str(tmp_path / "o"), *argv)
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unwritable_out_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--out", str(blocker / "sub"))
+    assert code == 2 and "cannot write to output folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cache_returns_what_a_fresh_count_returns(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    first = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
+    assert list((tmp_path / "cache").glob("counts-*.json"))
+    second = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
+    monkeypatch.setenv("CONVBENCH_CACHE", "0")
+    fresh = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
+    cols = ["params", "macs", "acts", "saved_bytes", "saved_act_bytes", "unsupported_ops"]
+    assert first[cols].equals(second[cols]) and first[cols].equals(fresh[cols])
