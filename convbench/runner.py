@@ -16,10 +16,11 @@ from torch import nn
 
 from convbench.cache import CountCache
 from convbench.config import DTYPES, ProfileConfig, prepare_out_dir
-from convbench.measure import complexity, memory, timing
+from convbench.measure import complexity, layer_times, memory, timing
 from convbench.results import PROFILE_COLUMNS, RowWriter, environment, now, run_context, write_json, write_table
 from convbench.specs import ModelSpec, resolve_models
 
+LAYER_COLUMNS = ["model", "module", "params", "macs", "acts", "cpu_time_us", "device_time_us"]
 OnRow = Callable[[dict[str, Any]], None]
 
 
@@ -101,6 +102,29 @@ def measure_speed_and_memory(spec: ModelSpec, live: LiveModel, batch_size: int, 
     return row
 
 
+def _layer_times(spec: ModelSpec, live: LiveModel, batch_size: int, config: ProfileConfig) -> dict[str, dict[str, float]]:
+    device = torch.device(config.device)
+    x = torch.randn(batch_size, 3, spec.input_size, spec.input_size, device=device)
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def forward() -> Any:
+        with torch.inference_mode(), _autocast(config):
+            return live.module(x)
+
+    trace = Path(config.out) / f"trace_{_file_safe(spec.name)}_b{batch_size}.json" if config.out is not None else None
+    return layer_times.module_times(live.module.eval(), forward, device, trace_path=trace)
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _merge_layer_times(layers: list[dict[str, Any]], times: dict[str, dict[str, float]]) -> None:
+    for layer in layers:
+        layer.update(times.get(layer["module"], {}))
+
+
 @dataclass
 class ProfileRun:
     config: ProfileConfig
@@ -171,6 +195,9 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any],
                 live = row.values.pop("_live", None)
             if live is not None:
                 row.attempt("timing", lambda: measure_speed_and_memory(spec, live, bs, counts["macs"], config))
+                if layers and bs == config.batch_sizes[0]:
+                    row.attempt("layer_times", lambda: {"_layer_times": _layer_times(spec, live, bs, config)})
+                    _merge_layer_times(layers, row.values.pop("_layer_times", {}))
         yield row.finish()
     del live
 
@@ -207,5 +234,5 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
         if out is not None:
             write_table(run.frame, out, "profile", config.formats)
             if config.by_layer:
-                pd.DataFrame(run.layer_rows, columns=["model", "module", "params", "macs", "acts"]).to_csv(out / "layers.csv", index=False)
+                pd.DataFrame(run.layer_rows, columns=LAYER_COLUMNS).to_csv(out / "layers.csv", index=False)
     return run

@@ -90,6 +90,10 @@ def test_profile_cli_end_to_end(tmp_path, capsys):
     whole = layers[(layers.model == "resnet18") & (layers.module == "(model)")].iloc[0]
     assert (whole.params, whole.macs) == (11689512, 1814073344)
     assert layers[(layers.model == "resnet18") & (layers.module == "fc")].iloc[0].macs == 512 * 1000
+    # Profiler times exist for the measured batch (presence only: values are for benchmarks), no GPU time on a CPU.
+    assert whole.cpu_time_us > 0 and pd.isna(whole.device_time_us)
+    trace = json.loads((out / "trace_resnet18_b1.json").read_text())
+    assert any(e.get("name") == "module::layer1" for e in trace["traceEvents"])
     assert "resnet18" in stdout and "written to" in stdout
 
 
