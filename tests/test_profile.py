@@ -175,14 +175,14 @@ def test_interrupt_keeps_finished_rows(tmp_path, capsys, custom_models):
 def test_bad_input_is_one_line(capsys, tmp_path, argv, needle):
     code, _, err = run(capsys, "profile", "--arch", "alexnet", "--out", str(tmp_path / "o"), *argv)
     assert code == 2
-    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_unwritable_out_is_one_line(capsys, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     code, _, err = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--out", str(blocker / "sub"))
-    assert code == 2 and "cannot write to output folder" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "cannot write to output folder" in err and len(err.splitlines()) == 1
 
 
 def test_cache_returns_what_a_fresh_count_returns(tmp_path, monkeypatch):

@@ -33,3 +33,27 @@ def root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """convbench: count, time and compare convolutional networks."""
+
+
+class LazyProgress:
+    """A transient progress display that appears only once work has started, so that an early user error
+    prints as a clean single line instead of after the display's teardown."""
+
+    def __init__(self, *columns) -> None:
+        from rich.progress import Progress
+
+        self._progress = Progress(*columns, console=err_console, transient=True)
+        self._task = None
+
+    def update(self, **fields) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(fields.pop("description", ""), total=fields.pop("total", None))
+        self._progress.update(self._task, **fields)
+
+    def __enter__(self) -> "LazyProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._task is not None:
+            self._progress.stop()

@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from convbench.cli.app import app, console, err_console
+from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.tables import profile_table
 from convbench.config import ProfileConfig, parse_int_list, parse_list
 from convbench.errors import UserInterrupt
@@ -38,14 +38,11 @@ def profile_command(
         channels_last=channels_last, compile=compile, cudnn_benchmark=cudnn_benchmark, metrics=metrics,
         warmup=warmup, iters=iters, min_time=min_time, input_size=input_size, out=out, formats=formats, by_layer=by_layer,
     )
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
-        task = progress.add_task("profiling", total=None)
-
+    with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         def on_row(row: dict[str, Any]) -> None:
-            progress.update(task, advance=1, description=f"{row['model']} b{row['batch_size']}: {row['status']}")
+            progress.update(advance=1, description=f"{row['model']} b{row['batch_size']}: {row['status']}")
 
-        run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(task, total=n))
+        run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(total=n, description="profiling"))
     console.print(profile_table(run.frame, config.metrics))
     failed = int((run.frame["status"] != "ok").sum())
     console.print(f"{len(run.rows)} rows ({failed} not ok) written to {out}/profile.csv", highlight=False)

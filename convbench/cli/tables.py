@@ -45,3 +45,29 @@ def profile_table(df: pd.DataFrame, metrics: str) -> Table:
 
 def _scaled(v: Any, unit: float) -> Any:
     return v / unit if isinstance(v, (int, float)) else v
+
+
+def _ratio_cell(v: Any) -> str:
+    return _num(v, ".3f")
+
+
+def compare_tables(df: pd.DataFrame) -> list[Table]:
+    """One table per case: claim, count and measurement side by side."""
+    tables = []
+    for (comparison, case, bs), group in df.groupby(["comparison", "case", "batch_size"], sort=False):
+        first = group.iloc[0]
+        table = Table(title=f"{comparison} / {case} — {first['input_shape']}, batch {bs}, {first['device_name']} {first['dtype']}",
+                      caption=f"claim: {first['claim']}", title_justify="left", caption_justify="left")
+        for col in ("variant", "params", "GMACs", "claimed", "counted", "measured (95% CI)", "p50 ms", "saved act", "verdict"):
+            table.add_column(col, justify="left" if col in ("variant", "verdict") else "right", no_wrap=col != "verdict")
+        for r in group.to_dict("records"):
+            measured = _ratio_cell(r["measured_ratio"])
+            if r["variant"] != r["baseline"] and isinstance(r["ratio_ci_low"], float) and not math.isnan(r["ratio_ci_low"]):
+                measured += f" ({r['ratio_ci_low']:.2f}-{r['ratio_ci_high']:.2f})"
+            verdict = r["verdict"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
+            if isinstance(r.get("max_abs_diff"), float) and not math.isnan(r["max_abs_diff"]):
+                verdict += f"; same output as baseline within {r['max_abs_diff']:.1e}"
+            table.add_row(r["variant"], _num(r["params"], ","), _num(_scaled(r["macs"], 1e9), ".4f"), _ratio_cell(r["claimed_ratio"]),
+                          _ratio_cell(r["counted_ratio"]), measured, _num(r["latency_ms_p50"], ".2f"), _ratio_cell(r["saved_act_ratio"]), verdict)
+        tables.append(table)
+    return tables

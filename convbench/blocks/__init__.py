@@ -1,0 +1,1 @@
+"""The block variants that `convbench compare` measures against each other."""

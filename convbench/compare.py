@@ -1,0 +1,233 @@
+"""`convbench compare NAME`: claimed vs counted vs measured, per case and variant.
+
+Counts use profile's measurers (fvcore MACs and activations, exact saved bytes); latency ratios come from
+paired interleaved runs against the case's baseline; the verdict says how much of the MAC saving the
+measured time realises."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from convbench.comparisons import Case, get_cases
+from convbench.config import DTYPES, prepare_out_dir, validate_device
+from convbench.errors import UserError
+from convbench.measure import complexity, memory
+from convbench.measure.paired import median_ci, paired_times
+from convbench.results import RowWriter, environment, now, run_context, write_json, write_table
+from convbench.runner import _error_text, _is_oom
+
+COMPARE_COLUMNS = [
+    "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "status", "error",
+    "params", "macs", "acts", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
+    "ratio_ci_high", "saving_realized", "verdict", "latency_ms_p50", "pairs", "saved_act_bytes", "saved_act_ratio",
+    "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff",
+    "device", "device_name", "dtype", "channels_last", "compile", "cudnn_benchmark", "tf32_matmul", "tf32_cudnn",
+    "threads", "torch", "cuda", "cudnn", "convbench", "git_commit", "timestamp",
+]
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    name: str = "all"
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1,)
+    dtype: str = "fp32"
+    channels_last: bool = False
+    shape: tuple[int, int, int] | None = None
+    warmup: int = 3
+    pairs: int = 15
+    out: Path | None = None
+    formats: tuple[str, ...] = ("csv", "md")
+
+    def __post_init__(self) -> None:
+        validate_device(self.device)
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UserError("batch sizes must be positive integers")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.dtype == "fp16" and self.device == "cpu":
+            raise UserError("fp16 is for CUDA; on the CPU use bf16 or fp32")
+        if self.pairs < 3:
+            raise UserError("--pairs must be at least 3")
+        if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
+            raise UserError("--shape is C,H,W with three positive integers")
+
+
+def verdict(counted: float, measured: float) -> tuple[float, str]:
+    """How much of the counted MAC change shows up in the measured time."""
+    if measured is None or math.isnan(measured):
+        return float("nan"), ""
+    if abs(counted - 1) < 0.02:
+        return float("nan"), f"equal MACs; {measured:.2f}x the time"
+    realized = (1 - measured) / (1 - counted)
+    if counted < 1:
+        if measured >= 1:
+            return realized, f"no speed-up: {measured:.2f}x the time for {counted:.2f}x the MACs"
+        return realized, f"{min(realized, 9.99):.0%} of the MAC saving realised ({measured:.2f}x time for {counted:.2f}x MACs)"
+    return realized, f"{measured:.2f}x the time for {counted:.2f}x the MACs"
+
+
+def _ratio(a: Any, b: Any) -> float:
+    try:
+        return float(b) / float(a) if float(a) else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+@dataclass
+class CompareRun:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=COMPARE_COLUMNS)
+
+
+def _shape_for(case: Case, config: CompareConfig) -> tuple[int, int, int]:
+    return case.shape if case.whole_network or config.shape is None else config.shape
+
+
+def _counts(build: Callable[[], nn.Module], shape: tuple[int, int, int], batch_size: int) -> dict[str, Any]:
+    with torch.device("meta"):
+        meta = build()
+    traced = complexity.fvcore_counts(complexity.materialize(meta), (1, *shape))
+    with torch.device("meta"):
+        saved = memory.count_saved_bytes(build(), torch.zeros(batch_size, *shape, device="meta"))
+    return {"params": complexity.count_params(meta), "macs": traced["macs"], "acts": traced["acts"],
+            "saved_act_bytes": saved["saved_act_bytes"]}
+
+
+def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
+    """For the ResNeXt forms: map (c)'s weights into (a) and (b) and compare outputs."""
+    from convbench.blocks.resnext import GroupedBottleneck, load_from_grouped
+    base = variants[case.variants[0].name]
+    if not isinstance(base, GroupedBottleneck):
+        return {}
+    diffs = {}
+    with torch.no_grad():
+        ref = base(x.float())
+        for name, module in variants.items():
+            if module is base or not hasattr(module, "paths"):
+                continue
+            load_from_grouped(module, base)
+            diffs[name] = (module(x.float()) - ref).abs().max().item()
+    return diffs
+
+
+def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, Any]) -> list[dict[str, Any]]:
+    shape = _shape_for(case, config)
+    channels = shape[0]
+    device = torch.device(config.device)
+    base_name = case.variants[0].name
+    rows = []
+    for v in case.variants:
+        row = {"comparison": case.comparison, "case": case.name, "variant": v.name, "baseline": base_name, "claim": case.claim,
+               "input_shape": "x".join(map(str, shape)), "batch_size": bs, "claimed_ratio": v.claimed_ratio, **context}
+        try:
+            row.update(_counts(lambda: v.build(channels), shape, bs))
+            row["status"] = "ok"
+        except Exception as exc:
+            row.update(status="error", error=f"counting failed: {_error_text(exc)}")
+        rows.append(row)
+    modules: dict[str, nn.Module] = {}
+    try:
+        for v in case.variants:
+            module = v.build(channels).to(device).eval()
+            modules[v.name] = module.to(memory_format=torch.channels_last) if config.channels_last else module
+        x = torch.randn(bs, *shape, device=device)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        _measure(case, modules, x, rows, config)
+        for row in rows:
+            if row["variant"] != base_name and row["variant"] in (diffs := _max_abs_diff(case, modules, x)):
+                row["max_abs_diff"] = diffs[row["variant"]]
+    except Exception as exc:
+        for row in rows:
+            if row["status"] == "ok":
+                row.update(status="oom" if _is_oom(exc) else "error", error=_error_text(exc))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    base = rows[0]
+    for row in rows:
+        row["counted_ratio"] = _ratio(base.get("macs"), row.get("macs"))
+        row["params_ratio"] = _ratio(base.get("params"), row.get("params"))
+        row["saved_act_ratio"] = _ratio(base.get("saved_act_bytes"), row.get("saved_act_bytes"))
+        row["peak_mem_ratio"] = _ratio(base.get("peak_mem_infer_bytes"), row.get("peak_mem_infer_bytes"))
+        row["saving_realized"], row["verdict"] = verdict(row["counted_ratio"], row.get("measured_ratio", float("nan")))
+        if row["variant"] == base_name:
+            row["verdict"] = "baseline"
+        row["timestamp"] = now()
+    return rows
+
+
+def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: list[dict[str, Any]], config: CompareConfig) -> None:
+    device = torch.device(config.device)
+    dtype = DTYPES[config.dtype]
+
+    def runner(module: nn.Module) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                return module(x)
+        return run
+
+    base_name = case.variants[0].name
+    base_times: list[float] = []
+    for row in rows:
+        name = row["variant"]
+        if name == base_name:
+            continue
+        pairs = paired_times(runner(modules[base_name]), runner(modules[name]), device, config.warmup, config.pairs)
+        base_times += [a for a, _ in pairs]
+        ratio, lo, hi = median_ci([b / a for a, b in pairs])
+        row.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
+                   latency_ms_p50=median_ci([b for _, b in pairs])[0])
+    rows[0].update(measured_ratio=1.0, ratio_ci_low=1.0, ratio_ci_high=1.0, pairs=len(base_times),
+                   latency_ms_p50=median_ci(base_times)[0] if base_times else float("nan"))
+    if device.type == "cuda":
+        for row in rows:
+            peaks = memory.cuda_peaks(modules[row["variant"]], x, None if dtype == torch.float32 else dtype)
+            row["peak_mem_infer_bytes"] = peaks["peak_mem_infer_bytes"]
+    else:
+        for row in rows:
+            row["error"] = "; ".join(filter(None, [row.get("error"), "CPU peak memory is not measured for blocks (saved_act_ratio is exact)"]))
+
+
+def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> CompareRun:
+    cases = get_cases(config.name)
+    out = prepare_out_dir(Path(config.out)) if config.out is not None else None
+    context = run_context(config.device, config.dtype, config.channels_last, False, torch.backends.cudnn.benchmark)
+    run = CompareRun()
+    writer = None
+    if out is not None:
+        write_json(out / "env.json", {**environment(config.device), "config": config.__dict__})
+        writer = RowWriter(out / "compare.csv", COMPARE_COLUMNS)
+    try:
+        for case in cases:
+            for bs in config.batch_sizes:
+                for row in _case_rows(case, bs, config, context):
+                    run.rows.append(row)
+                    if writer:
+                        writer.write(row)
+                    if on_row:
+                        on_row(row)
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        if writer:
+            writer.close()
+        if out is not None:
+            write_table(run.frame, out, "compare", config.formats)
+    return run
+
+
+def compare(name: str = "all", device: str = "cpu", batch_sizes=(1,), out: str | Path | None = None, **options) -> pd.DataFrame:
+    """Library call behind `convbench compare`; options are CompareConfig's fields."""
+    config = CompareConfig(name=name, device=device, batch_sizes=tuple(batch_sizes), out=Path(out) if out else None, **options)
+    return run_compare(config).frame

@@ -1,0 +1,55 @@
+"""Paired, interleaved timing of two variants: the ratio of their latencies with a confidence interval.
+
+Runs alternate A B, B A, A B, ... so drift (thermal, frequency, a neighbour on a shared machine) hits both
+sides alike; each pair gives one ratio t_B / t_A, and the median ratio gets a distribution-free 95%
+interval from the order statistics of the binomial (the sign-test interval for a median)."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import torch
+
+
+def time_once(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def paired_times(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch.device, warmup: int,
+                 pairs: int) -> list[tuple[float, float]]:
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            a = time_once(fn_a, device)
+            b = time_once(fn_b, device)
+        else:
+            b = time_once(fn_b, device)
+            a = time_once(fn_a, device)
+        out.append((a, b))
+    return out
+
+
+def median_ci(values: list[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Median and its ~95% distribution-free interval (ranks n/2 -/+ z*sqrt(n)/2)."""
+    s = sorted(values)
+    n = len(s)
+    mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    half = z * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return mid, s[lo], s[hi]
