@@ -15,20 +15,18 @@ import torch
 from torch import nn
 
 from convbench.comparisons import Case, get_cases
-from convbench.config import DTYPES, prepare_out_dir, validate_device
+from convbench.config import DTYPES, prepare_out_dir, validate_run
 from convbench.errors import UserError
 from convbench.measure import complexity, memory
 from convbench.measure.paired import median_ci, paired_times
-from convbench.results import RowWriter, environment, now, run_context, write_json, write_table
+from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now, run_context
 from convbench.runner import _error_text, _is_oom
 
 COMPARE_COLUMNS = [
     "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "status", "error",
     "params", "macs", "acts", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
     "ratio_ci_high", "saving_realized", "verdict", "latency_ms_p50", "pairs", "saved_act_bytes", "saved_act_ratio",
-    "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff",
-    "device", "device_name", "dtype", "channels_last", "compile", "cudnn_benchmark", "tf32_matmul", "tf32_cudnn",
-    "threads", "torch", "cuda", "cudnn", "convbench", "git_commit", "timestamp",
+    "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", *CONTEXT_COLUMNS,
 ]
 
 
@@ -46,13 +44,7 @@ class CompareConfig:
     formats: tuple[str, ...] = ("csv", "md")
 
     def __post_init__(self) -> None:
-        validate_device(self.device)
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise UserError("batch sizes must be positive integers")
-        if self.dtype not in DTYPES:
-            raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
-        if self.dtype == "fp16" and self.device == "cpu":
-            raise UserError("fp16 is for CUDA; on the CPU use bf16 or fp32")
+        validate_run(self.device, self.batch_sizes, self.dtype, self.formats)
         if self.pairs < 3:
             raise UserError("--pairs must be at least 3")
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
@@ -203,27 +195,13 @@ def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] 
     cases = get_cases(config.name)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
     context = run_context(config.device, config.dtype, config.channels_last, False, torch.backends.cudnn.benchmark)
-    run = CompareRun()
-    writer = None
-    if out is not None:
-        write_json(out / "env.json", {**environment(config.device), "config": config.__dict__})
-        writer = RowWriter(out / "compare.csv", COMPARE_COLUMNS)
-    try:
+    env = {**environment(config.device), "config": config.__dict__}
+    with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row) as sink:
         for case in cases:
             for bs in config.batch_sizes:
                 for row in _case_rows(case, bs, config, context):
-                    run.rows.append(row)
-                    if writer:
-                        writer.write(row)
-                    if on_row:
-                        on_row(row)
-    except KeyboardInterrupt:
-        run.interrupted = True
-    finally:
-        if writer:
-            writer.close()
-        if out is not None:
-            write_table(run.frame, out, "compare", config.formats)
+                    sink.add(row)
+    run = CompareRun(sink.rows, sink.interrupted)
     return run
 
 

@@ -33,16 +33,9 @@ class ProfileConfig:
     cpu_memory: bool = True
 
     def __post_init__(self) -> None:
-        validate_device(self.device)
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise UserError(f"batch sizes must be positive integers, got {','.join(map(str, self.batch_sizes)) or 'none'}")
-        if self.dtype not in DTYPES:
-            raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        validate_run(self.device, self.batch_sizes, self.dtype, self.formats)
         if self.metrics not in METRICS:
             raise UserError(f"unknown metrics {self.metrics!r}; choose static or all")
-        bad = [f for f in self.formats if f not in FORMATS]
-        if bad:
-            raise UserError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
         if self.warmup < 0:
             raise UserError("--warmup must be 0 or more")
         if self.iters is not None and self.iters < 1:
@@ -51,8 +44,20 @@ class ProfileConfig:
             raise UserError("--min-time must be positive")
         if self.input_size is not None and self.input_size < 1:
             raise UserError("--input-size must be positive")
-        if self.dtype == "fp16" and self.device == "cpu":
-            raise UserError("fp16 is for CUDA; on the CPU use bf16 or fp32")
+
+
+def validate_run(device: str, batch_sizes: tuple[int, ...], dtype: str, formats: tuple[str, ...]) -> None:
+    """The checks every measuring command shares."""
+    validate_device(device)
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise UserError(f"batch sizes must be positive integers, got {','.join(map(str, batch_sizes)) or 'none'}")
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "fp16" and device == "cpu":
+        raise UserError("fp16 is for CUDA; on the CPU use bf16 or fp32")
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise UserError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
 
 
 def validate_device(device: str) -> None:

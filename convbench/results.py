@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import torch
@@ -18,12 +18,8 @@ import torch
 import convbench
 from convbench.errors import UserError
 
-# Column -> unit or meaning; the order is the CSV's.
-PROFILE_COLUMNS: dict[str, str] = {
-    "model": "model name, or package.module:function",
-    "family": "architecture family",
-    "input_size": "input height = width, pixels",
-    "batch_size": "images per forward",
+# Column -> unit or meaning; the order is the CSV's. The context columns end every kind of row.
+CONTEXT_COLUMNS: dict[str, str] = {
     "device": "cpu or cuda[:N]",
     "device_name": "GPU or CPU model",
     "dtype": "fp32, or the autocast dtype",
@@ -33,6 +29,19 @@ PROFILE_COLUMNS: dict[str, str] = {
     "tf32_matmul": "torch.backends.cuda.matmul.allow_tf32",
     "tf32_cudnn": "torch.backends.cudnn.allow_tf32",
     "threads": "torch.get_num_threads()",
+    "torch": "torch version",
+    "cuda": "CUDA version torch was built with",
+    "cudnn": "cuDNN version",
+    "convbench": "convbench version",
+    "git_commit": "convbench source commit, when run from a checkout",
+    "timestamp": "UTC, when the row finished",
+}
+
+PROFILE_COLUMNS: dict[str, str] = {
+    "model": "model name, or package.module:function",
+    "family": "architecture family",
+    "input_size": "input height = width, pixels",
+    "batch_size": "images per forward",
     "status": "ok; partial (a measure failed, see error); oom or error (not built or timed)",
     "error": "why a row is not ok, or why a column is empty",
     "params": "parameters",
@@ -41,7 +50,7 @@ PROFILE_COLUMNS: dict[str, str] = {
     "acts": "conv + linear output elements per image (fvcore)",
     "unsupported_ops": "ops fvcore traced but did not count (op:calls)",
     "saved_bytes": "bytes autograd saves in one training forward at this batch (unique storages, params included)",
-    "saved_act_bytes": "saved_bytes without parameters and buffers",
+    "saved_act_bytes": "saved_bytes without parameters, buffers and autocast's weight copies",
     "peak_mem_infer_bytes": "measured peak over baseline, inference forward",
     "peak_mem_train_bytes": "measured peak over baseline, forward + backward",
     "latency_ms_p50": "median latency of one forward at this batch, ms",
@@ -54,12 +63,7 @@ PROFILE_COLUMNS: dict[str, str] = {
     "noisy": "IQR / median above 0.10",
     "throughput_img_s": "batch / median latency",
     "achieved_tflops": "2 x macs x batch / median latency, TFLOP/s",
-    "torch": "torch version",
-    "cuda": "CUDA version torch was built with",
-    "cudnn": "cuDNN version",
-    "convbench": "convbench version",
-    "git_commit": "convbench source commit, when run from a checkout",
-    "timestamp": "UTC, when the row finished",
+    **CONTEXT_COLUMNS,
 }
 
 
@@ -168,6 +172,47 @@ class RowWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+class ResultSink:
+    """Where a run's rows go: env.json first, each row to the CSV as it finishes, the other formats at the end.
+
+    Ctrl-C inside the block ends the run, not the program: the rows so far are written and `interrupted` set."""
+
+    def __init__(self, out: Path | None, stem: str, columns: Iterable[str], formats: Iterable[str],
+                 env: dict[str, Any] | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.out, self.stem, self.columns, self.formats = out, stem, list(columns), tuple(formats)
+        self.env, self.on_row = env or {}, on_row
+        self.rows: list[dict[str, Any]] = []
+        self.interrupted = False
+        self._writer: RowWriter | None = None
+
+    def __enter__(self) -> "ResultSink":
+        if self.out is not None:
+            write_json(self.out / "env.json", self.env)
+            self._writer = RowWriter(self.out / f"{self.stem}.csv", self.columns)
+        return self
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self._writer:
+            self._writer.write(row)
+        if self.on_row:
+            self.on_row(row)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._writer:
+            self._writer.close()
+        if self.out is not None:
+            write_table(self.frame, self.out, self.stem, self.formats)
+        if exc_type is KeyboardInterrupt:
+            self.interrupted = True
+            return True
+        return False
 
 
 def _cell(value: Any) -> Any:

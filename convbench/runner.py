@@ -17,7 +17,7 @@ from torch import nn
 from convbench.cache import CountCache
 from convbench.config import DTYPES, ProfileConfig, prepare_out_dir
 from convbench.measure import complexity, layer_times, memory, timing
-from convbench.results import PROFILE_COLUMNS, RowWriter, environment, now, run_context, write_json, write_table
+from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now, run_context
 from convbench.specs import ModelSpec, resolve_models
 
 LAYER_COLUMNS = ["model", "module", "params", "macs", "acts", "cpu_time_us", "device_time_us"]
@@ -208,31 +208,20 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
     context = run_context(config.device, config.dtype, config.channels_last, config.compile, config.cudnn_benchmark)
-    run = ProfileRun(config)
     cache = CountCache()
-    writer = None
-    if out is not None:
-        write_json(out / "env.json", {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS})
-        writer = RowWriter(out / "profile.csv", PROFILE_COLUMNS)
+    env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS}
+    layer_rows: list[dict[str, Any]] = []
     if on_start:
         on_start(len(specs) * len(config.batch_sizes))
     try:
-        for spec in specs:
-            for row in _model_rows(spec, config, context, cache):
-                run.layer_rows.extend(row.pop("_layers", []))
-                run.rows.append(row)
-                if writer:
-                    writer.write(row)
-                if on_row:
-                    on_row(row)
-    except KeyboardInterrupt:
-        run.interrupted = True
+        with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row) as sink:
+            for spec in specs:
+                for row in _model_rows(spec, config, context, cache):
+                    layer_rows.extend(row.pop("_layers", []))
+                    sink.add(row)
     finally:
         cache.save()
-        if writer:
-            writer.close()
-        if out is not None:
-            write_table(run.frame, out, "profile", config.formats)
-            if config.by_layer:
-                pd.DataFrame(run.layer_rows, columns=LAYER_COLUMNS).to_csv(out / "layers.csv", index=False)
+    if out is not None and config.by_layer:
+        pd.DataFrame(layer_rows, columns=LAYER_COLUMNS).to_csv(out / "layers.csv", index=False)
+    run = ProfileRun(config, sink.rows, layer_rows, sink.interrupted)
     return run
