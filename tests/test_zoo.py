@@ -56,7 +56,7 @@ def test_matches_torchvision_published_figures(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_exact_counts_are_the_committed_baseline(name, zoo_counts):
-    assert name in zoo_counts, f"{name} has no baseline in tests/data/zoo_counts.json"
+    assert name in zoo_counts, f"{name} has no baseline in results/baseline/static.json"
     counts = static_summary(name)
     expected = zoo_counts[name]
     assert (counts["params"], counts["macs"], counts["acts"]) == (expected["params"], expected["macs"], expected["acts"])

@@ -1,0 +1,57 @@
+"""Reference-normalised timing for pytest-benchmark.
+
+Each timed round runs the reference workload (three times, keeping the fastest) and then the benchmark on
+the same device, and advances a virtual clock by t_benchmark / t_reference. `ratio_clock` (set as
+--benchmark-timer in suites/pytest.ini) reads that clock, so pytest-benchmark's per-round "time" is the
+ratio to a reference measured moments before: machine speed and load move both sides and cancel.
+The clock also creeps with real time at 1e-9 of its rate so pytest-benchmark can measure its resolution."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+_virtual = 0.0
+
+
+def ratio_clock() -> float:
+    return _virtual + time.perf_counter() * 1e-9
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # pytest-benchmark's timer does not wait for the GPU
+    return time.perf_counter() - t0
+
+
+_WORKLOADS: dict[str, Callable[[], Any]] = {}
+
+
+def reference_workload(device: torch.device) -> Callable[[], Any]:
+    """A fixed conv stack, the kind of work every benchmark here does (about 45 M MACs)."""
+    key = str(device)
+    if key not in _WORKLOADS:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(64, 32, 1)).to(device).eval()
+        x = torch.randn(1, 32, 28, 28, device=device)
+
+        def run() -> None:
+            with torch.inference_mode():
+                net(x)
+        _WORKLOADS[key] = run
+    return _WORKLOADS[key]
+
+
+def normalized_round(fn: Callable[[], Any], device: torch.device) -> Callable[[], None]:
+    reference = reference_workload(device)
+
+    def body() -> None:
+        global _virtual
+        t_ref = min(_timed(reference, device) for _ in range(3))
+        _virtual += _timed(fn, device) / t_ref
+    return body
