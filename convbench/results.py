@@ -158,12 +158,13 @@ def now() -> str:
 class RowWriter:
     """Appends each finished row to a CSV at once (flushed), so an interrupted or failed run keeps them all."""
 
-    def __init__(self, path: Path, columns: Iterable[str]) -> None:
+    def __init__(self, path: Path, columns: Iterable[str], append: bool = False) -> None:
         self.path = path
         self.columns = list(columns)
-        self._file = open(path, "w", newline="")
+        self._file = open(path, "a" if append else "w", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
-        self._csv.writeheader()
+        if not append:
+            self._csv.writeheader()
         self._file.flush()
 
     def write(self, row: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ def test_model(device_benchmark, name, device):
     torch.manual_seed(0)
     model = create_model(name).to(device).eval()
     x = torch.randn(1, 3, MODELS[name], MODELS[name], device=device)
-    device_benchmark(_forward(model, x), device, rounds=10)
+    device_benchmark(_forward(model, x), device, rounds=20)
 
 
 @pytest.mark.benchmark(group="blocks")

@@ -4,14 +4,8 @@ import sys
 
 import pytest
 
-from convbench.cli import main
+from cli_helpers import run
 
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_list_json_has_the_documented_fields(capsys):

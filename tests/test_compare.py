@@ -4,18 +4,12 @@ import pytest
 import torch
 
 from convbench.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge, load_from_grouped
-from convbench.cli import main
+from cli_helpers import run
 from convbench.compare import compare, verdict
 from convbench.comparisons import COMPARISONS, get_cases
 from convbench.measure.complexity import analytic_counts, count_params
 from convbench.measure.paired import median_ci
 
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def counted_ratio(case, channels=None):

@@ -9,17 +9,11 @@ import pytest
 import torch
 
 import convbench
-from convbench.cli import main
+from cli_helpers import run
 from convbench.measure.complexity import build_on_meta, materialize
 from convbench.measure.memory import count_saved_bytes
 from convbench.results import PROFILE_COLUMNS
 
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture()

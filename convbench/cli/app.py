@@ -42,7 +42,8 @@ class LazyProgress:
     def __init__(self, *columns) -> None:
         from rich.progress import Progress
 
-        self._progress = Progress(*columns, console=err_console, transient=True)
+        # Only on a terminal: in logs and pipes a progress bar is noise (and leaves a stray blank line).
+        self._progress = Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal)
         self._task = None
 
     def update(self, **fields) -> None:

@@ -4,34 +4,10 @@ Prints one JSON line with peak_mem_infer_bytes and peak_mem_train_bytes: the ris
 high-water mark (VmHWM) over the resident size just before each pass."""
 from __future__ import annotations
 
-import ctypes
 import json
 import sys
 
-
-def _rss_fields() -> dict[str, int]:
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-
-def _reset_high_water_mark() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _release_freed_memory() -> None:
-    # Make large frees go back to the OS at once, so one pass's freed pages cannot hide the next one's peak.
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: fixed 64 KiB, no dynamic growth
-        libc.malloc_trim(0)
-    except OSError:
-        pass
+from convbench.measure import rss
 
 
 def measure(request: dict) -> dict:
@@ -42,7 +18,7 @@ def measure(request: dict) -> dict:
     from convbench.measure.memory import train_step
     from convbench.specs import resolve_models
 
-    _release_freed_memory()
+    rss.release_freed_memory()
     spec = resolve_models(request["model"], request["input_size"])[0]
     model = materialize(spec.build("meta"))
     x = torch.zeros(request["batch_size"], 3, spec.input_size, spec.input_size)
@@ -53,11 +29,9 @@ def measure(request: dict) -> dict:
     autocast = dict(device_type="cpu", dtype=dtype, enabled=dtype != torch.float32)
 
     def peak(fn) -> int:
-        _release_freed_memory()
-        _reset_high_water_mark()
-        base = _rss_fields()["VmRSS"]
+        base = rss.reset_high_water_mark()
         fn()
-        return _rss_fields()["VmHWM"] - base
+        return rss.peak_since_reset(base)
 
     def infer() -> None:
         model.eval()

@@ -1,0 +1,314 @@
+"""`convbench train`: what a training step costs and whether a short run learns.
+
+Per run: step-time percentiles and images/s (the first `warmup_steps` steps and all data movement excluded),
+peak training memory, loss and accuracy per step, held-out accuracy at the end, wall time. With
+`nproc_per_node > 1` the same run is launched through torch.distributed.run with DistributedDataParallel
+(gloo on the CPU, NCCL on CUDA) after a one-process run, to report aggregate images/s and scaling efficiency.
+Auxiliary heads, where a model has them on, add 0.3 x their loss, as in the GoogLeNet and Inception papers."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convbench.config import DTYPES, prepare_out_dir, validate_run
+from convbench.data import Dataset, load_data
+from convbench.errors import UserError
+from convbench.measure import rss
+from convbench.measure.timing import summarize
+from convbench.registry import get_model_info, list_models
+from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now, run_context
+from convbench.specs import resolve_models
+
+STEP_COLUMNS = ["run", "model", "nproc", "step", "loss", "batch_acc", "step_ms", "timestamp"]
+SUMMARY_COLUMNS = [
+    "run", "model", "family", "data", "input_size", "batch_size", "steps", "nproc", "status", "error", "lr", "seed",
+    "step_ms_p50", "step_ms_p90", "images_per_s", "aggregate_images_per_s", "scaling_efficiency",
+    "peak_mem_train_bytes", "first_loss", "final_loss", "final_train_acc", "heldout_acc_start", "heldout_acc", "wall_s",
+    *CONTEXT_COLUMNS,
+]
+
+# --compare: the two sides of a block comparison trained inside the same host network.
+COMPARE_PAIRS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
+    "googlenet": (("googlenet 5x5", "googlenet", {}), ("googlenet 3x3+3x3", "googlenet", {"branch5x5": "3x3x2"})),
+    "inception_v3": (("inception_v3 7x7", "inception_v3_7x7", {}), ("inception_v3 1x7+7x1", "inception_v3_noaux", {})),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "resnet18"
+    steps: int = 50
+    batch_size: int = 32
+    device: str = "cpu"
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    lr: float = 0.02
+    data: str = "synthetic"
+    seed: int = 0
+    out: Path | None = None
+    nproc_per_node: int = 1
+    compare: str | None = None
+    input_size: int | None = None
+    log_every: int = 10
+    warmup_steps: int = 3
+
+    def __post_init__(self) -> None:
+        validate_run(self.device, (self.batch_size,), self.dtype, ("csv",))
+        if self.steps < 1:
+            raise UserError(f"--steps must be at least 1, got {self.steps}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if self.nproc_per_node < 1:
+            raise UserError("--nproc-per-node must be at least 1")
+        if self.compare is not None and self.compare not in COMPARE_PAIRS:
+            raise UserError(f"unknown --compare {self.compare!r}; choose one of {', '.join(COMPARE_PAIRS)}")
+        if self.log_every < 1 or self.warmup_steps < 0:
+            raise UserError("--log-every must be at least 1")
+        if self.input_size is not None and self.input_size < 1:
+            raise UserError("--input-size must be positive")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One network to train: a label for the report and a builder taking the number of classes."""
+    run: str
+    model: str
+    family: str
+    input_size: int
+    build: Callable[[int], nn.Module]
+
+
+def sides_for(config: TrainConfig) -> list[Side]:
+    if config.compare:
+        out = []
+        for label, name, overrides in COMPARE_PAIRS[config.compare]:
+            info = get_model_info(name)
+            out.append(Side(label, name, info.family, config.input_size or info.input_size,
+                            lambda n, info=info, overrides=overrides: info.build(num_classes=n, **overrides)))
+        return out
+    out = []
+    zoo = set(list_models())
+    for spec in resolve_models(config.arch, config.input_size):
+        if spec.name in zoo:
+            info = get_model_info(spec.name)
+            out.append(Side(spec.name, spec.name, spec.family, spec.input_size, lambda n, info=info: info.build(num_classes=n)))
+        else:  # a user's module:function decides its own classes
+            out.append(Side(spec.name, spec.name, spec.family, spec.input_size, lambda n, spec=spec: spec.build("cpu")))
+    return out
+
+
+def _loss(out: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(out, (tuple, list)):
+        logits = out[0]
+        loss = F.cross_entropy(logits.float(), y) + 0.3 * sum(F.cross_entropy(a.float(), y) for a in out[1:] if a is not None)
+    else:
+        logits, loss = out, F.cross_entropy(out.float(), y)
+    return loss, logits
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, channels_last: bool, autocast) -> float:
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(data.test_y), 256):
+            x = data.test_x[i:i + 256].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                out = model(x)
+            logits = out[0] if isinstance(out, (tuple, list)) else out
+            correct += int((logits.argmax(1).cpu() == data.test_y[i:i + 256]).sum())
+    model.train()
+    return correct / len(data.test_y)
+
+
+def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable[[dict[str, Any]], None],
+               rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """Train one network for config.steps steps; per-step rows go to on_step; returns the summary row."""
+    device = torch.device(config.device if world == 1 or not config.device.startswith("cuda") else f"cuda:{rank}")
+    dtype = DTYPES[config.dtype]
+    torch.manual_seed(config.seed)
+    model = side.build(data.num_classes).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = torch.compile(net) if config.compile else net
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-5)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+
+    heldout_start = _heldout_accuracy(model, data, device, config.channels_last, autocast) if rank == 0 else float("nan")
+    measure_cpu = device.type == "cpu" and rss.available()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        mem_base = torch.cuda.memory_allocated(device)
+    elif measure_cpu:
+        mem_base = rss.reset_high_water_mark()
+    start = time.perf_counter()
+    times, losses, accs = [], [], []
+    for step, (x, y) in enumerate(data.batches(config.batch_size, config.steps, config.seed, rank, world), start=1):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            loss, logits = _loss(step_model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = (time.perf_counter() - t0) * 1e3
+        value = float(loss.detach())
+        acc = float((logits.detach().argmax(1) == y).float().mean())
+        row = {"run": side.run, "model": side.model, "nproc": world, "step": step, "loss": value, "batch_acc": acc,
+               "step_ms": dt, "timestamp": now()}
+        on_step(row)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"{side.run}: loss became {value} at step {step}")
+        if step > config.warmup_steps:
+            times.append(dt)
+        losses.append(value)
+        accs.append(acc)
+    wall = time.perf_counter() - start
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - mem_base
+    else:
+        peak = rss.peak_since_reset(mem_base) if measure_cpu else float("nan")
+    stats = summarize(times or [float("nan")])
+    k = min(config.log_every, len(losses))
+    return {
+        "run": side.run, "model": side.model, "family": side.family, "data": data.name, "input_size": side.input_size,
+        "batch_size": config.batch_size, "steps": config.steps, "nproc": world, "lr": config.lr, "seed": config.seed,
+        "step_ms_p50": stats["latency_ms_p50"], "step_ms_p90": stats["latency_ms_p90"],
+        "images_per_s": config.batch_size / stats["latency_ms_p50"] * 1e3,
+        "aggregate_images_per_s": world * config.batch_size / stats["latency_ms_p50"] * 1e3,
+        "peak_mem_train_bytes": peak, "first_loss": losses[0], "final_loss": sum(losses[-k:]) / k,
+        "final_train_acc": sum(accs[-k:]) / k,
+        "heldout_acc_start": heldout_start,
+        "heldout_acc": _heldout_accuracy(model, data, device, config.channels_last, autocast) if rank == 0 else float("nan"),
+        "wall_s": wall,
+    }
+
+
+@dataclass
+class TrainRun:
+    summaries: list[dict[str, Any]]
+    stopped: str | None = None
+    interrupted: bool = False
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.summaries, columns=SUMMARY_COLUMNS)
+
+
+def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainRun:
+    sides = sides_for(config)
+    out = prepare_out_dir(Path(config.out)) if config.out is not None else None
+    context = run_context(config.device, config.dtype, config.channels_last, config.compile, torch.backends.cudnn.benchmark)
+    steps_writer = RowWriter(out / "train_steps.csv", STEP_COLUMNS) if out is not None else None
+    stopped = None
+
+    def step_row(row: dict[str, Any]) -> None:
+        if steps_writer:
+            steps_writer.write(row)
+        if on_step:
+            on_step(row)
+
+    env = {**environment(config.device), "config": {k: str(v) for k, v in asdict(config).items()}}
+    try:
+        with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink:
+            for side in sides:
+                data = load_data(config.data, side.input_size, config.seed)
+                summary = {**context}
+                try:
+                    summary.update(train_side(side, config, data, step_row), status="ok")
+                except NonFiniteLoss as exc:
+                    stopped = str(exc)
+                    summary.update(run=side.run, model=side.model, status="diverged", error=stopped)
+                if config.nproc_per_node > 1 and summary["status"] == "ok":
+                    sink.add({**summary, "timestamp": now()})
+                    summary = {**context, **_launch_ddp(config, side, out), "timestamp": now()}
+                    summary["scaling_efficiency"] = summary["aggregate_images_per_s"] / (config.nproc_per_node * sink.rows[-1]["images_per_s"])
+                summary.setdefault("timestamp", now())
+                sink.add(summary)
+                if stopped:
+                    break
+    finally:
+        if steps_writer:
+            steps_writer.close()
+    return TrainRun(sink.rows, stopped, sink.interrupted)
+
+
+def _launch_ddp(config: TrainConfig, side: Side, out: Path | None) -> dict[str, Any]:
+    """Run `side` on nproc_per_node processes through torch.distributed.run; rank 0 reports back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "rank0.json"
+        request = {"config": {**asdict(config), "out": str(out) if out else None, "arch": side.model if not config.compare else config.arch},
+                   "side": side.run, "report": str(report)}
+        cores = os.cpu_count() or 1
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+               "OMP_NUM_THREADS": str(max(1, cores // config.nproc_per_node))}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc_per_node}",
+               "-m", "convbench.train", json.dumps(request)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0 or not report.exists():
+            tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+            return {"run": side.run, "model": side.model, "nproc": config.nproc_per_node, "status": "error",
+                    "error": f"DDP launch failed: {tail[0][:300]}"}
+        return {**json.loads(report.read_text()), "status": "ok"}
+
+
+def _ddp_worker(request: dict[str, Any]) -> None:
+    import torch.distributed as dist
+
+    raw = request["config"]
+    config = TrainConfig(**{**raw, "out": None, "nproc_per_node": 1})
+    side = next(s for s in sides_for(config) if s.run == request["side"])
+    cuda = config.device.startswith("cuda")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if cuda:
+        torch.cuda.set_device(rank)
+    out = Path(raw["out"]) if raw["out"] else None
+    writer = RowWriter(out / "train_steps.csv", STEP_COLUMNS, append=True) if out is not None and rank == 0 else None
+    try:
+        data = load_data(config.data, side.input_size, config.seed)
+        summary = train_side(side, config, data, writer.write if writer else (lambda row: None), rank, world)
+        if rank == 0:
+            Path(request["report"]).write_text(json.dumps(summary))
+    finally:
+        if writer:
+            writer.close()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _ddp_worker(json.loads(sys.argv[1]))
