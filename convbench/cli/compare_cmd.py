@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.tables import compare_tables
 from convbench.compare import CompareConfig, run_compare
@@ -25,6 +26,7 @@ def compare_command(
     pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline.")] = 15,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/compare"),
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet.")] = "csv,md",
+    report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Claimed vs counted vs measured cost of the block designs the papers argue about."""
     config = CompareConfig(
@@ -40,5 +42,7 @@ def compare_command(
     for table in compare_tables(run.frame):
         console.print(table)
     console.print(f"{len(run.rows)} rows written to {out}/compare.csv", highlight=False)
+    if report:
+        print_report(out)
     if run.interrupted:
         raise UserInterrupt(f"interrupted: the {len(run.rows)} finished rows are in {out}/compare.csv")

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.tables import profile_table
 from convbench.config import ProfileConfig, parse_int_list, parse_list
@@ -30,6 +31,7 @@ def profile_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/latest"),
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Measure params, MACs, activations, memory and latency; one row per model and batch size."""
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
@@ -46,5 +48,7 @@ def profile_command(
     console.print(profile_table(run.frame, config.metrics))
     failed = int((run.frame["status"] != "ok").sum())
     console.print(f"{len(run.rows)} rows ({failed} not ok) written to {out}/profile.csv", highlight=False)
+    if report:
+        print_report(out)
     if run.interrupted:
         raise UserInterrupt(f"interrupted: the {len(run.rows)} finished rows are in {out}/profile.csv")

@@ -7,6 +7,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.tables import _num, _scaled
 from convbench.errors import UserError, UserInterrupt
@@ -30,6 +31,7 @@ def train_command(
     compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/train"),
+    report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
     config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=device, dtype=dtype, channels_last=channels_last,
@@ -52,6 +54,8 @@ def train_command(
                       _num(r["heldout_acc"], ".3f"), r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}")
     console.print(table)
     console.print(f"per-step rows in {out}/train_steps.csv, one summary row per run in {out}/train.csv", highlight=False)
+    if report:
+        print_report(out)
     if run.interrupted:
         raise UserInterrupt(f"interrupted: the finished steps and runs are in {out}")
     if run.stopped:

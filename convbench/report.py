@@ -1,0 +1,242 @@
+"""`convbench report DIR`: pictures, tables and the environment of any results folder, as a self-contained
+HTML page (images embedded), the PNGs, and a markdown summary, all written into DIR.
+
+It reads every profile.csv, compare.csv, train.csv / train_steps.csv and env.json below DIR. Plotting needs
+matplotlib, an optional extra (`pip install "convbench[report]"`)."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from convbench.errors import UserError
+from convbench.results import to_markdown
+
+# Dense peak TFLOP/s by GPU name fragment and dtype (vendor datasheets, SXM parts); used only to draw a
+# roofline ceiling. Devices not listed (every CPU) get no ceiling rather than a guessed one.
+KNOWN_PEAK_TFLOPS = {
+    "H100": {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0},
+    "H200": {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0},
+    "A100": {"fp32": 19.5, "bf16": 312.0, "fp16": 312.0},
+}
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    caption: str
+
+
+@dataclass
+class Report:
+    folder: Path
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+
+    @property
+    def html_path(self) -> Path:
+        return self.folder / "report.html"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError('convbench report draws with matplotlib, which is not installed: pip install "convbench[report]"') from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _read_all(folder: Path, name: str) -> pd.DataFrame | None:
+    frames = []
+    for path in sorted(folder.rglob(name)):
+        try:
+            frames.append(pd.read_csv(path))
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"].isin(["ok", "partial"])] if "status" in df else df
+
+
+def _save(fig, report: Report, name: str, title: str, caption: str) -> None:
+    fig.tight_layout()
+    fig.savefig(report.folder / f"{name}.png", dpi=110)
+    report.figures.append(Figure(name, title, caption))
+
+
+def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
+    timed = _ok(df).dropna(subset=["latency_ms_p50"])
+    if len(timed):
+        fig, ax = plt.subplots(figsize=(8, 6))
+        for bs, group in timed.groupby("batch_size"):
+            ax.scatter(group["macs"] * bs / 1e9, group["latency_ms_p50"], label=f"batch {bs}")
+            for _, r in group.iterrows():
+                ax.annotate(r["model"], (r["macs"] * bs / 1e9, r["latency_ms_p50"]), fontsize=6, alpha=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="GMACs per forward (MACs x batch)", ylabel="median latency, ms")
+        ax.legend()
+        _save(fig, report, "macs_vs_latency", "MACs vs measured latency",
+              "One point per model and batch size, log axes. Models off the common trend are where MACs mislead.")
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for model, group in timed.groupby("model"):
+            group = group.sort_values("batch_size")
+            ax.plot(group["batch_size"], group["throughput_img_s"], marker="o", label=model)
+        ax.set(xscale="log", xlabel="batch size", ylabel="images / s")
+        ax.legend(fontsize=6, ncol=2)
+        _save(fig, report, "throughput_vs_batch", "Throughput vs batch size", "images/s = batch / median latency, per model.")
+        plt.close(fig)
+
+        _roofline(plt, report, timed)
+
+    first = _ok(df).sort_values("batch_size").groupby("model", sort=False).head(1)
+    metrics = [(c, label) for c, label in (("params", "parameters (M)"), ("macs", "GMACs / image"), ("acts", "activations (M) / image"),
+                                            ("saved_act_bytes", "saved activations, MiB"), ("peak_mem_train_bytes", "peak train memory, MiB"),
+                                            ("latency_ms_p50", "median latency, ms")) if c in first and first[c].notna().any()]
+    if metrics and len(first):
+        scale = {"params": 1e6, "macs": 1e9, "acts": 1e6, "saved_act_bytes": 2**20, "peak_mem_train_bytes": 2**20, "latency_ms_p50": 1}
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.25 * len(first) + 1.5), sharey=True)
+        axes = [axes] if len(metrics) == 1 else axes
+        for ax, (col, label) in zip(axes, metrics):
+            ax.barh(first["model"], first[col] / scale[col])
+            ax.set_xlabel(label)
+            ax.tick_params(axis="y", labelsize=6)
+        axes[0].invert_yaxis()
+        _save(fig, report, "zoo_overview", "Across the zoo", "At each model's smallest batch size in the folder.")
+        plt.close(fig)
+
+
+def _roofline(plt, report: Report, timed: pd.DataFrame) -> None:
+    """Achieved TFLOP/s against an estimated arithmetic intensity: 2 x MACs x batch over the bytes of weights
+    read once plus every conv/linear output written and read once (convbench's estimate, not a measurement)."""
+    data = timed.dropna(subset=["achieved_tflops", "param_bytes", "acts"])
+    if not len(data):
+        return
+    act_bytes = data["dtype"].map(DTYPE_BYTES).fillna(4)
+    intensity = 2 * data["macs"] * data["batch_size"] / (data["param_bytes"] + 2 * data["acts"] * data["batch_size"] * act_bytes)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(intensity, data["achieved_tflops"])
+    for (_, r), x in zip(data.iterrows(), intensity):
+        ax.annotate(f"{r['model']} b{r['batch_size']}", (x, r["achieved_tflops"]), fontsize=6, alpha=0.8)
+    device, dtype = str(data["device_name"].iloc[0]), str(data["dtype"].iloc[0])
+    peak = next((p.get(dtype) for key, p in KNOWN_PEAK_TFLOPS.items() if key in device), None)
+    caption = "Arithmetic intensity is an estimate (weights read once, each conv/linear output written and read once)."
+    if peak:
+        ax.axhline(peak, color="red", linestyle="--", label=f"{device} {dtype} dense peak, {peak:g} TFLOP/s (datasheet)")
+        ax.legend(fontsize=7)
+    else:
+        caption += f" No ceiling drawn: the peak of '{device}' at {dtype} is not known to convbench."
+    ax.set(xscale="log", yscale="log", xlabel="FLOPs per byte (estimate)", ylabel="achieved TFLOP/s")
+    _save(fig, report, "roofline", "Roofline view", caption)
+    plt.close(fig)
+
+
+def _compare_figures(plt, report: Report, df: pd.DataFrame) -> None:
+    variants = _ok(df)[lambda d: d["variant"] != d["baseline"]]
+    if not len(variants):
+        return
+    labels = [f"{r['case']}\n{r['variant']} (b{r['batch_size']})" for _, r in variants.iterrows()]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(variants) + 1.5))
+    y = list(range(len(variants)))
+    ax.barh([i - 0.27 for i in y], variants["claimed_ratio"].fillna(0), height=0.27, label="claimed")
+    ax.barh(y, variants["counted_ratio"], height=0.27, label="counted (MACs)")
+    lo = (variants["measured_ratio"] - variants["ratio_ci_low"]).clip(lower=0)
+    hi = (variants["ratio_ci_high"] - variants["measured_ratio"]).clip(lower=0)
+    ax.barh([i + 0.27 for i in y], variants["measured_ratio"], height=0.27, xerr=[lo, hi], label="measured (95% CI)")
+    ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("variant / baseline (log)")
+    ax.legend(fontsize=7)
+    _save(fig, report, "compare_ratios", "Claimed vs counted vs measured",
+          "Cost of each variant relative to its case's baseline; no claimed bar where the paper gives no figure.")
+    plt.close(fig)
+
+
+def _train_figures(plt, report: Report, steps: pd.DataFrame) -> None:
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for (run, nproc), group in steps.groupby(["run", "nproc"], sort=False):
+        label = run if nproc == 1 else f"{run} x{nproc}"
+        ax_loss.plot(group["step"], group["loss"], label=label)
+        ax_acc.plot(group["step"], group["batch_acc"].rolling(5, min_periods=1).mean(), label=label)
+    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
+    ax_acc.set(xlabel="step", ylabel="batch accuracy (5-step mean)")
+    ax_loss.legend(fontsize=7)
+    _save(fig, report, "training_curves", "Training loss and accuracy", "Per step, from train_steps.csv.")
+    plt.close(fig)
+
+
+TABLE_COLUMNS = {
+    "profile": ["model", "batch_size", "device_name", "dtype", "status", "params", "macs", "saved_act_bytes",
+                "latency_ms_p50", "latency_ms_iqr", "throughput_img_s", "peak_mem_train_bytes"],
+    "compare": ["comparison", "case", "variant", "batch_size", "claimed_ratio", "counted_ratio", "measured_ratio",
+                "ratio_ci_low", "ratio_ci_high", "verdict"],
+    "train": ["run", "nproc", "data", "steps", "step_ms_p50", "images_per_s", "scaling_efficiency", "first_loss",
+              "final_loss", "heldout_acc_start", "heldout_acc", "status"],
+}
+
+
+def make_report(folder: Path | str) -> Report:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    found = {name: _read_all(folder, f"{name}.csv") for name in ("profile", "compare", "train", "train_steps")}
+    if all(v is None for v in found.values()):
+        raise UserError(f"{folder} holds no convbench results (profile.csv, compare.csv or train.csv)")
+    plt = _pyplot()
+    report = Report(folder)
+    env_files = sorted(folder.rglob("env.json"))
+    if env_files:
+        try:
+            report.env = json.loads(env_files[0].read_text())
+        except (OSError, ValueError):
+            report.env = {"note": f"{env_files[0]} could not be read"}
+    if found["profile"] is not None:
+        _profile_figures(plt, report, found["profile"])
+    if found["compare"] is not None:
+        _compare_figures(plt, report, found["compare"])
+    if found["train_steps"] is not None and len(found["train_steps"]):
+        _train_figures(plt, report, found["train_steps"])
+    for name in ("profile", "compare", "train"):
+        if found[name] is not None:
+            report.tables.append((name, found[name][[c for c in TABLE_COLUMNS[name] if c in found[name]]]))
+    _write_html(report)
+    _write_markdown(report)
+    return report
+
+
+def _write_html(report: Report) -> None:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>convbench report</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}</style></head><body>",
+             f"<h1>convbench report: {html.escape(str(report.folder))}</h1>"]
+    for f in report.figures:
+        data = base64.b64encode((report.folder / f"{f.name}.png").read_bytes()).decode()
+        parts.append(f"<h2>{html.escape(f.title)}</h2><img alt='{f.name}' src='data:image/png;base64,{data}'>"
+                     f"<p>{html.escape(f.caption)}</p>")
+    for name, table in report.tables:
+        parts.append(f"<h2>{name}</h2>" + table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+    parts.append("<h2>Environment</h2><pre>" + html.escape(json.dumps(report.env, indent=1, default=str)) + "</pre></body></html>")
+    report.html_path.write_text("\n".join(parts))
+
+
+def _write_markdown(report: Report) -> None:
+    lines = [f"# convbench report: {report.folder}", ""]
+    for f in report.figures:
+        lines += [f"## {f.title}", "", f"![{f.name}]({f.name}.png)", "", f.caption, ""]
+    for name, table in report.tables:
+        lines += [f"## {name}", "", to_markdown(table)]
+    (report.folder / "report.md").write_text("\n".join(lines))

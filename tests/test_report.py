@@ -1,0 +1,57 @@
+"""`convbench report` renders every plot from a small results folder the test makes itself."""
+import sys
+
+import pytest
+
+import convbench
+from cli_helpers import run
+from convbench.compare import compare
+from convbench.train import TrainConfig, run_train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    convbench.profile.profile("resnet18,alexnet", batch_sizes=[1, 2], iters=2, warmup=0, input_size=64, cpu_memory=False,
+                              out=root / "profile")
+    compare("reduction", shape=(8, 9, 9), pairs=3, warmup=0, out=root / "compare")
+    run_train(TrainConfig(arch="resnet18", steps=4, batch_size=8, input_size=32, out=root / "train"))
+    return root
+
+
+def test_report_renders_every_plot(results, capsys):
+    code, out, err = run(capsys, "report", str(results))
+    assert code == 0, err
+    for name in ("macs_vs_latency", "throughput_vs_batch", "zoo_overview", "roofline", "compare_ratios", "training_curves"):
+        data = (results / f"{name}.png").read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+    page = (results / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6  # self-contained: every image embedded
+    assert "Environment" in page and "torch" in page and "resnet18" in page
+    summary = (results / "report.md").read_text()
+    assert "![roofline](roofline.png)" in summary and "| model |" in summary
+    assert "not known to convbench" in summary  # a CPU gets no invented roofline ceiling
+
+
+def test_report_flag_on_compare(tmp_path, capsys):
+    code, out, err = run(capsys, "compare", "grouped", "--shape", "64,7,7", "--pairs", "3", "--warmup", "0",
+                         "--out", str(tmp_path), "--report")
+    assert code == 0, err
+    assert (tmp_path / "compare_ratios.png").read_bytes().startswith(PNG) and (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: p / "missing", "is not a folder"),
+    (lambda p: p, "holds no convbench results"),
+])
+def test_bad_folders_are_one_line(tmp_path, capsys, make, needle):
+    code, _, err = run(capsys, "report", str(make(tmp_path)))
+    assert code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_without_matplotlib_it_says_how_to_install(results, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    code, _, err = run(capsys, "report", str(results))
+    assert code == 2 and 'pip install "convbench[report]"' in err and len(err.splitlines()) == 1
