@@ -11,7 +11,7 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 from convbench.layers import classifier_head, conv_block_factory
-from convbench.models.googlenet import InceptionModule
+from convbench.models.googlenet import InceptionModule, inception_stem
 from convbench.registry import register_model
 
 # in, 1x1, 3x3 reduce, 3x3, double-3x3 reduce, double-3x3, pool proj, pool, stride
@@ -33,13 +33,7 @@ class BNInception(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.0) -> None:
         super().__init__()
         block = conv_block_factory(nn.BatchNorm2d)
-        self.stem = nn.Sequential(
-            block(3, 64, 7, stride=2, padding=3),
-            nn.MaxPool2d(3, stride=2, ceil_mode=True),
-            block(64, 64, 1),
-            block(64, 192, 3),
-            nn.MaxPool2d(3, stride=2, ceil_mode=True),
-        )
+        self.stem = inception_stem(block)
         modules = {}
         for name, cin, c1, c3r, c3, cdr, cd, proj, pool, stride in BN_INCEPTION_MODULES:
             modules[f"inception{name}"] = InceptionModule(

@@ -83,6 +83,17 @@ class GoogLeNetAux(nn.Module):
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
+def inception_stem(block: Callable[..., nn.Module]) -> nn.Sequential:
+    """GoogLeNet's stem, kept by BN-Inception: 7x7/2, max pool, 1x1, 3x3 to 192, max pool (224 -> 28)."""
+    return nn.Sequential(
+        block(3, 64, 7, stride=2, padding=3),
+        nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        block(64, 64, 1),
+        block(64, 192, 3),
+        nn.MaxPool2d(3, stride=2, ceil_mode=True),
+    )
+
+
 # in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj (the paper's Table 1)
 GOOGLENET_MODULES = {
     "3a": (192, 64, 96, 128, 16, 32, 32),
@@ -112,13 +123,7 @@ class GoogLeNet(nn.Module):
         if branch5x5 not in DEEP_BRANCH:
             raise ValueError(f"branch5x5 must be one of {sorted(DEEP_BRANCH)}")
         block = conv_block_factory(InceptionBatchNorm if batch_norm else None)
-        self.stem = nn.Sequential(
-            block(3, 64, 7, stride=2, padding=3),
-            nn.MaxPool2d(3, stride=2, ceil_mode=True),
-            block(64, 64, 1),
-            block(64, 192, 3),
-            nn.MaxPool2d(3, stride=2, ceil_mode=True),
-        )
+        self.stem = inception_stem(block)
         inc = {k: InceptionModule(*v, conv_block=block, deep_kernels=DEEP_BRANCH[branch5x5]) for k, v in GOOGLENET_MODULES.items()}
         self.stage3 = nn.Sequential(inc["3a"], inc["3b"], nn.MaxPool2d(3, stride=2, ceil_mode=True))
         self.inception4a = inc["4a"]

@@ -29,6 +29,11 @@ def bottleneck_width(planes: int, groups: int, base_width: int) -> int:
     return int(planes * (base_width / 64.0)) * groups
 
 
+def _plain_width_only(groups: int, base_width: int) -> None:
+    if groups != 1 or base_width != 64:
+        raise ValueError("the basic block takes no groups or width_per_group")
+
+
 class BasicBlock(nn.Module):
     expansion = 1
     preact = False
@@ -36,8 +41,7 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False) -> None:
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ValueError("the basic block takes no groups or width_per_group")
+        _plain_width_only(groups, base_width)
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -83,8 +87,7 @@ class PreActBasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False) -> None:
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ValueError("the basic block takes no groups or width_per_group")
+        _plain_width_only(groups, base_width)
         self.bn1 = nn.BatchNorm2d(inplanes)
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
