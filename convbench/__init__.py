@@ -10,4 +10,4 @@ from convbench.errors import UserError
 from convbench.registry import create_model, get_model_info, list_models, register_model
 from convbench import profile  # noqa: E402  (the module; convbench.profile.profile is the call)
 
-__all__ = ["__version__", "UserError", "create_model", "get_model_info", "list_models", "register_model"]
+__all__ = ["__version__", "UserError", "create_model", "get_model_info", "list_models", "profile", "register_model"]

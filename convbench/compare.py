@@ -137,8 +137,9 @@ def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, An
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         _measure(case, modules, x, rows, config)
+        diffs = _max_abs_diff(case, modules, x)
         for row in rows:
-            if row["variant"] != base_name and row["variant"] in (diffs := _max_abs_diff(case, modules, x)):
+            if row["variant"] in diffs:
                 row["max_abs_diff"] = diffs[row["variant"]]
     except Exception as exc:
         for row in rows:

@@ -199,7 +199,6 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any],
                     row.attempt("layer_times", lambda: {"_layer_times": _layer_times(spec, live, bs, config)})
                     _merge_layer_times(layers, row.values.pop("_layer_times", {}))
         yield row.finish()
-    del live
 
 
 def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Callable[[int], None] | None = None) -> ProfileRun:
