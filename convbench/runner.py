@@ -91,12 +91,15 @@ def measure_speed_and_memory(spec: ModelSpec, live: LiveModel, batch_size: int, 
     # Memory in its own pass, after timing, never inside the timed loop.
     if device.type == "cuda":
         autocast = None if config.dtype == "fp32" else DTYPES[config.dtype]
-        row.update(memory.cuda_peaks(live.module, x, autocast))
+        row.update(memory.cuda_peaks(live.compiled, x, autocast))
     elif config.cpu_memory:
         peaks = memory.cpu_peaks_in_child(spec, batch_size, config.dtype, config.channels_last)
-        if "mem_note" in peaks:
-            row["error"] = peaks.pop("mem_note")
+        notes = [peaks.pop("mem_note")] if "mem_note" in peaks else []
+        if config.compile:
+            notes.append("CPU memory peaks are of the eager (uncompiled) model")
         row.update(peaks)
+        if notes:
+            row["error"] = "; ".join(notes)
     else:
         row["error"] = "CPU peak memory not measured (cpu_memory off)"
     return row
