@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from convbench.measure.complexity import count_params, fvcore_counts, materialize
 from convbench.measure.memory import saved_bytes
+from convbench.runner import model_counts
 from convbench.specs import resolve_models
 
 DEFAULT_FILE = Path("results/baseline/static.json")
@@ -20,11 +20,9 @@ def compute_static(pattern: str = "all") -> dict[str, dict[str, int]]:
     """Counted fresh every time (no cache): a gate must not check a cache against itself."""
     result = {}
     for spec in resolve_models(pattern):
-        meta = spec.build("meta")
-        traced = fvcore_counts(materialize(spec.build("meta")), (1, 3, spec.input_size, spec.input_size))
-        saved = saved_bytes(spec, SAVED_BATCH)
-        result[spec.name] = {"input_size": spec.input_size, "params": count_params(meta), "macs": traced["macs"],
-                             "acts": traced["acts"], **saved}
+        counts = model_counts(spec)
+        result[spec.name] = {"input_size": spec.input_size, **{m: counts[m] for m in ("params", "macs", "acts")},
+                             **saved_bytes(spec, SAVED_BATCH)}
     return result
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from convbench.comparisons import Case, get_cases
-from convbench.config import DTYPES, prepare_out_dir, validate_run
+from convbench.config import DTYPES, autocast, prepare_out_dir, validate_run
 from convbench.errors import UserError
 from convbench.measure import complexity, memory
 from convbench.measure.paired import median_ci, paired_times
@@ -166,7 +166,7 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
 
     def runner(module: nn.Module) -> Callable[[], Any]:
         def run() -> Any:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            with torch.inference_mode(), autocast(device.type, dtype):
                 return module(x)
         return run
 
@@ -185,7 +185,7 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
                    latency_ms_p50=median_ci(base_times)[0] if base_times else float("nan"))
     if device.type == "cuda":
         for row in rows:
-            peaks = memory.cuda_peaks(modules[row["variant"]], x, None if dtype == torch.float32 else dtype)
+            peaks = memory.cuda_peaks(modules[row["variant"]], x, dtype)
             row["peak_mem_infer_bytes"] = peaks["peak_mem_infer_bytes"]
     else:
         for row in rows:
@@ -202,8 +202,7 @@ def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] 
             for bs in config.batch_sizes:
                 for row in _case_rows(case, bs, config, context):
                     sink.add(row)
-    run = CompareRun(sink.rows, sink.interrupted)
-    return run
+    return CompareRun(sink.rows, sink.interrupted)
 
 
 def compare(name: str = "all", device: str = "cpu", batch_sizes=(1,), out: str | Path | None = None, **options) -> pd.DataFrame:

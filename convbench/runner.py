@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from convbench.cache import CountCache
-from convbench.config import DTYPES, ProfileConfig, prepare_out_dir
+from convbench.config import DTYPES, ProfileConfig, autocast, prepare_out_dir
 from convbench.measure import complexity, layer_times, memory, timing
 from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now, run_context
 from convbench.specs import ModelSpec, resolve_models
@@ -65,17 +65,17 @@ def build_live(spec: ModelSpec, config: ProfileConfig) -> LiveModel:
 
 
 def _autocast(config: ProfileConfig) -> contextlib.AbstractContextManager:
-    dtype = DTYPES[config.dtype]
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(config.device).type, dtype=dtype)
+    return autocast(torch.device(config.device).type, DTYPES[config.dtype])
+
+
+def _device_input(spec: ModelSpec, batch_size: int, config: ProfileConfig) -> torch.Tensor:
+    x = torch.randn(batch_size, 3, spec.input_size, spec.input_size, device=torch.device(config.device))
+    return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
 
 
 def measure_speed_and_memory(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, config: ProfileConfig) -> dict[str, Any]:
     device = torch.device(config.device)
-    x = torch.randn(batch_size, 3, spec.input_size, spec.input_size, device=device)
-    if config.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = _device_input(spec, batch_size, config)
     row: dict[str, Any] = {}
 
     def forward() -> Any:
@@ -90,8 +90,7 @@ def measure_speed_and_memory(spec: ModelSpec, live: LiveModel, batch_size: int, 
     row["achieved_tflops"] = 2 * macs * batch_size / seconds / 1e12
     # Memory in its own pass, after timing, never inside the timed loop.
     if device.type == "cuda":
-        autocast = None if config.dtype == "fp32" else DTYPES[config.dtype]
-        row.update(memory.cuda_peaks(live.compiled, x, autocast))
+        row.update(memory.cuda_peaks(live.compiled, x, DTYPES[config.dtype]))
     elif config.cpu_memory:
         peaks = memory.cpu_peaks_in_child(spec, batch_size, config.dtype, config.channels_last)
         notes = [peaks.pop("mem_note")] if "mem_note" in peaks else []
@@ -107,9 +106,7 @@ def measure_speed_and_memory(spec: ModelSpec, live: LiveModel, batch_size: int, 
 
 def _layer_times(spec: ModelSpec, live: LiveModel, batch_size: int, config: ProfileConfig) -> dict[str, dict[str, float]]:
     device = torch.device(config.device)
-    x = torch.randn(batch_size, 3, spec.input_size, spec.input_size, device=device)
-    if config.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = _device_input(spec, batch_size, config)
 
     def forward() -> Any:
         with torch.inference_mode(), _autocast(config):
@@ -147,16 +144,14 @@ class _Row:
         self.values = values
         self.failures: list[tuple[str, str, str]] = []
 
-    def attempt(self, label: str, measure: Callable[[], dict[str, Any]]) -> bool:
+    def attempt(self, label: str, measure: Callable[[], dict[str, Any]]) -> None:
         try:
             self.values.update(measure())
-            return True
         except Exception as exc:
             oom = _is_oom(exc)
             if oom and torch.cuda.is_available():
                 torch.cuda.empty_cache()
             self.failures.append((label, "oom" if oom else "error", _error_text(exc)))
-            return False
 
     def finish(self) -> dict[str, Any]:
         """status: ok; oom or error when the model could not be built or timed; partial when another measure failed."""

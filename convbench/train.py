@@ -7,7 +7,6 @@ peak training memory, loss and accuracy per step, held-out accuracy at the end, 
 Auxiliary heads, where a model has them on, add 0.3 x their loss, as in the GoogLeNet and Inception papers."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convbench.config import DTYPES, prepare_out_dir, validate_run
+from convbench.config import DTYPES, autocast, prepare_out_dir, validate_run
 from convbench.data import Dataset, load_data
 from convbench.errors import UserError
 from convbench.measure import rss
@@ -158,10 +157,10 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-5)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    def autocast_ctx():
+        return autocast(device.type, dtype)
 
-    heldout_start = _heldout_accuracy(model, data, device, config.channels_last, autocast) if rank == 0 else float("nan")
+    heldout_start = _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan")
     measure_cpu = device.type == "cpu" and rss.available()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -178,7 +177,7 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with autocast():
+        with autocast_ctx():
             loss, logits = _loss(step_model(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -213,7 +212,7 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
         "peak_mem_train_bytes": peak, "first_loss": losses[0], "final_loss": sum(losses[-k:]) / k,
         "final_train_acc": sum(accs[-k:]) / k,
         "heldout_acc_start": heldout_start,
-        "heldout_acc": _heldout_accuracy(model, data, device, config.channels_last, autocast) if rank == 0 else float("nan"),
+        "heldout_acc": _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan"),
         "wall_s": wall,
     }
 

@@ -13,7 +13,7 @@ from convbench.measure import rss
 def measure(request: dict) -> dict:
     import torch
 
-    from convbench.config import DTYPES
+    from convbench.config import DTYPES, autocast
     from convbench.measure.complexity import materialize
     from convbench.measure.memory import train_step
     from convbench.specs import resolve_models
@@ -26,7 +26,6 @@ def measure(request: dict) -> dict:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     dtype = DTYPES[request["dtype"]]
-    autocast = dict(device_type="cpu", dtype=dtype, enabled=dtype != torch.float32)
 
     def peak(fn) -> int:
         base = rss.reset_high_water_mark()
@@ -35,12 +34,12 @@ def measure(request: dict) -> dict:
 
     def infer() -> None:
         model.eval()
-        with torch.inference_mode(), torch.autocast(**autocast):
+        with torch.inference_mode(), autocast("cpu", dtype):
             model(x)
 
     def train() -> None:
         model.train()
-        with torch.autocast(**autocast):
+        with autocast("cpu", dtype):
             train_step(model, x)
         model.zero_grad(set_to_none=True)
 

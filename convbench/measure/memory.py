@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from convbench.config import DTYPES
+from convbench.config import DTYPES, autocast
 from convbench.measure.complexity import materialize
 from convbench.specs import ModelSpec
 
@@ -55,8 +55,7 @@ def count_saved_bytes(model: nn.Module, x: torch.Tensor, autocast_dtype: torch.d
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad(), \
-                torch.autocast(x.device.type if x.device.type != "meta" else "cpu", dtype=autocast_dtype or torch.float32,
-                               enabled=autocast_dtype is not None):
+                autocast(x.device.type if x.device.type != "meta" else "cpu", autocast_dtype):
             model(x)
     finally:
         model.train(was_training)
@@ -68,13 +67,13 @@ def saved_bytes(spec: ModelSpec, batch_size: int, dtype: str = "fp32", device: s
     """Counted where the row runs: CUDA rows on the GPU (its autocast policy and kernels decide what is
     saved), CPU rows on the meta device at fp32 (shapes only, identical to CPU) or under CPU autocast."""
     shape = (batch_size, 3, spec.input_size, spec.input_size)
-    autocast = None if dtype == "fp32" else DTYPES[dtype]
+    low_precision = None if dtype == "fp32" else DTYPES[dtype]
     if device.startswith("cuda"):
         model = materialize(spec.build("meta"), device)
-        return count_saved_bytes(model, torch.zeros(shape, device=device), autocast)
-    if autocast is None:
+        return count_saved_bytes(model, torch.zeros(shape, device=device), low_precision)
+    if low_precision is None:
         return count_saved_bytes(spec.build("meta"), torch.zeros(shape, device="meta"))
-    return count_saved_bytes(materialize(spec.build("meta")), torch.zeros(shape), autocast)
+    return count_saved_bytes(materialize(spec.build("meta")), torch.zeros(shape), low_precision)
 
 
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
@@ -83,7 +82,8 @@ def train_step(model: nn.Module, x: torch.Tensor) -> None:
     first_output(model(x)).float().sum().backward()
 
 
-def cuda_peaks(model: nn.Module, x: torch.Tensor, autocast: torch.dtype | None) -> dict[str, int]:
+def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, int]:
+    """Allocator peaks of an inference forward and of a training step; `dtype` other than fp32 autocasts."""
     def peak(fn) -> int:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
@@ -95,12 +95,12 @@ def cuda_peaks(model: nn.Module, x: torch.Tensor, autocast: torch.dtype | None) 
 
     def infer() -> None:
         model.eval()
-        with torch.inference_mode(), torch.autocast("cuda", dtype=autocast or torch.float32, enabled=autocast is not None):
+        with torch.inference_mode(), autocast("cuda", dtype):
             model(x)
 
     def train() -> None:
         model.train()
-        with torch.autocast("cuda", dtype=autocast or torch.float32, enabled=autocast is not None):
+        with autocast("cuda", dtype):
             train_step(model, x)
         model.zero_grad(set_to_none=True)
 
