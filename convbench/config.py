@@ -86,6 +86,18 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def parse_percent(text: str, what: str) -> float:
+    """'25%' or '0.25' -> 0.25."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise UserError(f"{what} must be a percentage such as 25%, got {text!r}") from None
+    if not value > 0:
+        raise UserError(f"{what} must be above 0%, got {text!r}")
+    return value
+
+
 def parse_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 

@@ -1,0 +1,109 @@
+"""Judging a candidate against a base.
+
+Paired runs (the default): in each pass, a benchmark's ratio is the median of its per-pair time ratios
+head / base, with a distribution-free 95% interval. The two rounds of a pair ran moments apart on one core, so
+no reference is needed to cancel the machine (on the 2-core CI machine the reference-normalised ratio was the
+noisier of the two). Each pass has its own pair of processes, and some benchmarks have slow and fast modes per
+process (seen here: ResNeXt's 32-path form (a) at 1.29x and 1.37x in single passes of identical code), while a
+real regression shows in every pass. So a benchmark regresses when its least-slowed pass does: median above
+the limit and the interval above 1; that pass's figures are the ones reported.
+Against a record (no pairs to be had): the ratio of the fastest rounds in reference units, since load on a
+shared machine only ever adds time and the fastest round is the figure both sides can reproduce.
+`base_min` and `head_min` are always the fastest round in reference units (suites/reference.py)."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import pandas as pd
+
+from convbench.measure.paired import median_ci
+
+GATE_COLUMNS = ["benchmark", "base_min", "head_min", "ratio", "ci_low", "ci_high", "pairs", "limit", "verdict", "note"]
+
+
+def fastest(runs: Iterable[dict[str, float]]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for mins in runs:
+        for name, value in mins.items():
+            best[name] = min(value, best.get(name, math.inf))
+    return best
+
+
+def _one_sided(name: str, base: float | None, head: float | None, limit: float, note: str = "") -> dict:
+    return {"benchmark": name, "base_min": base, "head_min": head, "ratio": math.nan, "ci_low": math.nan,
+            "ci_high": math.nan, "pairs": 0, "limit": limit, "verdict": "new" if base is None else "gone", "note": note}
+
+
+def in_reference_units(sample: tuple[float, float]) -> float:
+    seconds, reference = sample
+    return seconds / reference
+
+
+def head_figures(pairs: dict[str, list]) -> dict[str, float]:
+    return {name: min(in_reference_units(h) for got in passes for _, h in got) for name, passes in pairs.items()
+            if any(passes)}
+
+
+def judge_pairs(pairs: dict[str, list], fail_above: float, skipped: dict[str, str] | None = None) -> pd.DataFrame:
+    limit = 1 + fail_above
+    rows = []
+    for name in sorted(pairs):
+        passes = [got for got in pairs[name] if got]
+        ratio, lo, hi = min(median_ci([h[0] / b[0] for b, h in got]) for got in passes)
+        slower = ratio > limit and lo > 1
+        note = f"least-slowed of {len(passes)} passes" if len(passes) > 1 else ""
+        rows.append({"benchmark": name, "base_min": min(in_reference_units(b) for got in passes for b, _ in got),
+                     "head_min": min(in_reference_units(h) for got in passes for _, h in got),
+                     "ratio": ratio, "ci_low": lo, "ci_high": hi, "pairs": sum(map(len, passes)), "limit": limit,
+                     "verdict": "regressed" if slower else "ok", "note": note})
+    rows += [_one_sided(name, None, math.nan, limit, why) for name, why in sorted((skipped or {}).items())]
+    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+
+
+def judge_mins(base: dict[str, float], head: dict[str, float], fail_above: float) -> pd.DataFrame:
+    limit = 1 + fail_above
+    rows = []
+    for name in sorted(set(base) | set(head)):
+        b, h = base.get(name), head.get(name)
+        if b is None or h is None:
+            rows.append(_one_sided(name, b, h, limit))
+            continue
+        ratio = h / b if b > 0 else math.inf
+        rows.append({"benchmark": name, "base_min": b, "head_min": h, "ratio": ratio, "ci_low": math.nan, "ci_high": math.nan,
+                     "pairs": 0, "limit": limit, "verdict": "regressed" if ratio > limit else "ok", "note": ""})
+    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+
+
+def regressed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["verdict"] == "regressed"]
+
+
+def compared(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["verdict"].isin(["ok", "regressed"])]
+
+
+def _ratio_text(r) -> str:
+    ci = f" (95% CI {r.ci_low:.2f}-{r.ci_high:.2f})" if not math.isnan(r.ci_low) else ""
+    return f"{r.ratio:.2f}x{ci}"
+
+
+def offender_lines(frame: pd.DataFrame) -> list[str]:
+    return [f"REGRESSED {r.benchmark}  base {r.base_min:.3f}  head {r.head_min:.3f}  ratio {_ratio_text(r)} > {r.limit:.2f}x"
+            for r in regressed(frame).itertuples()]
+
+
+def summary_line(frame: pd.DataFrame, against: str) -> str:
+    both = compared(frame)
+    if both.empty:
+        return f"gate: FAIL, no benchmark ran on both sides ({against})"
+    bad = regressed(frame)
+    worst = both.loc[both["ratio"].idxmax()]
+    geomean = math.exp(sum(math.log(r) for r in both["ratio"]) / len(both))
+    limit = both["limit"].iloc[0]
+    extra = "".join(f", {n} {v}" for v, n in frame["verdict"].value_counts().items() if v in ("new", "gone"))
+    if bad.empty:
+        return (f"gate: PASS, {len(both)} benchmarks within {limit:.2f}x of {against} "
+                f"(largest ratio {worst['ratio']:.2f}x {worst['benchmark']}, geometric mean {geomean:.3f}x{extra})")
+    return (f"gate: FAIL, {len(bad)} of {len(both)} benchmarks slower than {limit:.2f}x {against} "
+            f"(worst {worst['ratio']:.2f}x {worst['benchmark']}, geometric mean {geomean:.3f}x{extra})")

@@ -1,0 +1,214 @@
+"""The latency gate: verdicts from pairs, lockstep order, base/head isolation in real worker processes, the
+proof that a deliberate slowdown is caught, and its errors. No timing is asserted except 2x sleeps."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from convbench.errors import UserError
+from convbench.gate import record, trees, verdict
+from convbench.gate.ab import SLOWDOWN_ENV, GateConfig, run_gate
+from convbench.gate.paired import lockstep
+from cli_helpers import run
+
+
+def _pairs(base: float, head: float, n: int = 11, jitter: float = 0.0):
+    return [[((base * (1 + jitter * ((k % 3) - 1)), 1.0), (head, 1.0)) for k in range(n)]]
+
+
+def test_judge_pairs_flags_a_2x_slowdown_and_passes_equal_code():
+    frame = verdict.judge_pairs({"slow": _pairs(1.0, 2.0), "same": _pairs(1.0, 1.0, jitter=0.02)}, 0.25,
+                                skipped={"added": "not in the base's cases"})
+    rows = frame.set_index("benchmark")
+    assert rows.loc["slow", "verdict"] == "regressed" and rows.loc["slow", "ratio"] == 2.0
+    assert rows.loc["slow", "ci_low"] == 2.0 and rows.loc["slow", "pairs"] == 11
+    assert rows.loc["same", "verdict"] == "ok"
+    assert rows.loc["added", "verdict"] == "new"
+    lines = verdict.offender_lines(frame)
+    assert len(lines) == 1 and lines[0].startswith("REGRESSED slow ") and "2.00x" in lines[0] and "> 1.25x" in lines[0]
+    summary = verdict.summary_line(frame, "base abc")
+    assert summary.startswith("gate: FAIL, 1 of 2 benchmarks") and "1 new" in summary
+
+
+def test_a_ratio_above_the_limit_whose_interval_includes_1_is_not_a_regression():
+    # Half the pairs at 1.0, half at 1.4: the median sits above 1.25 but the interval reaches 1.
+    got = [((1.0, 1.0), (1.0 if k % 2 else 1.4, 1.0)) for k in range(12)]
+    frame = verdict.judge_pairs({"wobbly": [got]}, 0.25)
+    assert frame.iloc[0]["ci_low"] == 1.0 and frame.iloc[0]["verdict"] == "ok"
+
+
+def test_a_slow_mode_in_one_pass_is_not_a_regression_but_a_slowdown_in_every_pass_is():
+    normal, slow = _pairs(1.0, 1.02)[0], _pairs(1.0, 1.37)[0]
+    frame = verdict.judge_pairs({"moody": [slow, normal], "real": [slow, _pairs(1.0, 1.5)[0]]}, 0.25).set_index("benchmark")
+    assert frame.loc["moody", "verdict"] == "ok" and frame.loc["moody", "ratio"] == 1.02
+    assert frame.loc["real", "verdict"] == "regressed" and frame.loc["real", "ratio"] == 1.37
+    assert frame.loc["real", "pairs"] == 22 and frame.loc["real", "note"] == "least-slowed of 2 passes"
+
+
+def test_judge_mins_lists_gone_and_new():
+    frame = verdict.judge_mins({"a": 1.0, "gone": 2.0}, {"a": 1.5, "new": 3.0}, 0.25).set_index("benchmark")
+    assert list(frame["verdict"]) == ["regressed", "gone", "new"]
+    assert frame.loc["a", "ratio"] == 1.5
+
+
+class FakeSide:
+    """A side whose rounds take `seconds[name]`, doubled for names matching its slowdown pattern."""
+
+    def __init__(self, label, seconds, slowdown=None, calls=None, broken=()):
+        self.label, self.seconds, self.slowdown, self.calls, self.broken = label, seconds, slowdown, calls, broken
+
+    def info(self):
+        return {name: 6 for name in self.seconds}
+
+    def setup(self, name):
+        from convbench.gate.paired import WorkerError
+        if name in self.broken:
+            raise WorkerError(f"KeyError: {name}")
+
+    def round(self, name):
+        if self.calls is not None:
+            self.calls.append(self.label)
+        factor = 2 if self.slowdown and self.slowdown in name else 1
+        return self.seconds[name] * factor, 1.0
+
+    def drop(self, name):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_lockstep_alternates_which_side_goes_first_and_skips_what_the_base_cannot_run():
+    calls, pairs, skipped = [], {}, {}
+    base = FakeSide("base", {"x": 1.0, "y": 1.0}, calls=calls, broken=("y",))
+    head = FakeSide("head", {"x": 1.0, "y": 1.0}, calls=calls)
+    lockstep(base, head, ["x", "y"], {"x": 4, "y": 4}, pairs, skipped)
+    assert calls == ["base", "head", "head", "base", "base", "head", "head", "base"]
+    assert len(pairs["x"]) == 1 and len(pairs["x"][0]) == 4 and "y" not in pairs and skipped["y"].startswith("the base cannot run it")
+
+
+@pytest.fixture()
+def repo(tmp_path: Path, monkeypatch) -> Path:
+    """A git repository with a package, a cases folder, and a committed record folder."""
+    monkeypatch.delenv(SLOWDOWN_ENV, raising=False)  # CI may set it to prove the project's own gate
+    root = tmp_path / "repo"
+    (root / "mypkg").mkdir(parents=True)
+    (root / "mypkg" / "__init__.py").write_text("DELAY = 0.002\n")
+    (root / "suites").mkdir()
+    (root / "suites" / "__init__.py").write_text("")
+    (root / "suites" / "cases.py").write_text(textwrap.dedent('''
+        import os, time
+        import mypkg
+
+        class Case:
+            def __init__(self, name):
+                self.name, self.rounds, self.warmup = name, 9, 1
+
+            def setup(self):
+                times = 2 if os.environ.get("CONVBENCH_SUITE_SLOWDOWN", "@") in self.name else 1
+                def one_round():
+                    t0 = time.perf_counter()
+                    for _ in range(times):
+                        time.sleep(mypkg.DELAY)
+                    return time.perf_counter() - t0, 0.001
+                return one_round
+
+        def gate_cases(device):
+            return {n: Case(n) for n in ("test_sleep[a-cpu]", "test_sleep[b-cpu]")}
+    '''))
+    (root / "results" / "benchmarks").mkdir(parents=True)
+    (root / "results" / "benchmarks" / "README").write_text("record\n")
+    for cmd in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        subprocess.run(["git", "-C", str(root), *cmd], check=True)
+    return root
+
+
+def _config(repo: Path, **kw) -> GateConfig:
+    return GateConfig(repo=repo, cases="suites.cases", sources=("mypkg",), out=None, **kw)
+
+
+def test_real_workers_run_each_side_against_its_own_code(repo: Path):
+    # The candidate doubles the delay in its working tree (uncommitted): the base must still run the old code.
+    (repo / "mypkg" / "__init__.py").write_text("DELAY = 0.004\n")
+    lines: list[str] = []
+    result = run_gate(_config(repo), say=lines.append)
+    rows = result.frame.set_index("benchmark")
+    assert result.exit_code == 1 and not result.passed
+    assert set(rows["verdict"]) == {"regressed"}
+    assert 1.6 < rows.loc["test_sleep[a-cpu]", "ratio"] < 2.5
+    assert any(line.startswith("REGRESSED test_sleep[a-cpu]") for line in lines)
+    assert lines[-1].startswith("gate: FAIL, 2 of 2 benchmarks")
+
+
+def test_unchanged_code_passes_and_the_proof_bites_only_where_asked(repo: Path):
+    lines: list[str] = []
+    result = run_gate(_config(repo, prove="a-cpu"), say=lines.append)
+    assert result.passed and result.proof_held is True and result.exit_code == 0
+    proof = result.proof.set_index("benchmark")
+    assert list(proof.index) == ["test_sleep[a-cpu]"] and proof.loc["test_sleep[a-cpu]", "verdict"] == "regressed"
+    assert any(line.startswith("proof: a deliberate 2x slowdown fails the gate") for line in lines)
+
+
+def test_the_slowdown_variable_slows_the_candidate_only(repo: Path, monkeypatch):
+    monkeypatch.setenv(SLOWDOWN_ENV, "b-cpu")
+    result = run_gate(_config(repo), say=lambda line: None)
+    rows = result.frame.set_index("benchmark")
+    assert result.exit_code == 1
+    assert rows.loc["test_sleep[b-cpu]", "verdict"] == "regressed" and rows.loc["test_sleep[a-cpu]", "verdict"] == "ok"
+
+
+def test_a_gate_that_cannot_catch_a_2x_slowdown_says_so(repo: Path):
+    result = run_gate(_config(repo, prove="a-cpu", fail_above=3.0), say=lambda line: None)
+    assert result.passed and result.proof_held is False and result.exit_code == 3
+    assert result.lines[-1].startswith("proof FAILED")
+
+
+def test_a_base_without_the_record_folder_is_refused_in_one_line(tmp_path: Path):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "f").write_text("x")
+    for cmd in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(root), *cmd], check=True)
+    with pytest.raises(UserError, match="no commit has changed results/benchmarks"):
+        trees.default_base(root)
+    assert trees.default_base(root, "f") == subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                                           capture_output=True, text=True).stdout.strip()
+
+
+def test_the_record_is_compared_only_on_the_machine_kind_that_saved_it(tmp_path: Path):
+    here = record.this_machine()
+    for folder, cpu in (("same", here.cpu), ("other", "Some Other CPU")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "0001_x.json").write_text(json.dumps({
+            "machine_info": {"cpu": {"brand_raw": cpu, "count": here.cores}, "torch": here.torch},
+            "benchmarks": [{"name": "t", "stats": {"min": 1.5}}]}))
+    match, found = record.matching_record(tmp_path)
+    assert len(found) == 2 and match is not None and match.path.parent.name == "same" and match.mins == {"t": 1.5}
+    (tmp_path / "same" / "0001_x.json").unlink()
+    assert record.matching_record(tmp_path)[0] is None
+
+
+def test_cli_bad_input_is_one_line(capsys, repo: Path, tmp_path: Path):
+    code, out, err = run(capsys, "gate", "--fail-above", "lots", "--repo", str(repo))
+    assert code == 2 and err.strip() == "error: --fail-above must be a percentage such as 25%, got 'lots'"
+    code, out, err = run(capsys, "gate", "--repo", str(tmp_path / "nowhere"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: git ")
+    code, out, err = run(capsys, "gate", "--repo", str(repo), "--source", "mypkg", "--base", "nosuchrev")
+    assert code == 2 and err.strip() == f"error: --base 'nosuchrev' is not a commit of {repo}"
+    code, out, err = run(capsys, "gate", "--repo", str(repo), "--source", "mypkg", "--against", "record")
+    assert code == 2 and "use --against base on shared runners" in err
+
+
+def test_the_project_suite_cases_match_the_pytest_names():
+    # The gate names benchmarks by their pytest test names; both must come from the same case list.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from suites.cases import gate_cases
+    names = set(gate_cases("cpu"))
+    assert "test_model[resnet18-cpu]" in names and "test_block[grouped:dense_vs_grouped_3x3,_G=32:dense-cpu]" in names
+    assert len(names) == 33
