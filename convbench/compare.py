@@ -15,18 +15,18 @@ import torch
 from torch import nn
 
 from convbench.comparisons import Case, get_cases
-from convbench.config import DTYPES, autocast, prepare_out_dir, validate_run
-from convbench.errors import UserError
+from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run
+from convbench.errors import UserError, error_text, is_oom
+from convbench.isolate import Child
 from convbench.measure import complexity, memory
 from convbench.measure.paired import median_ci, paired_times
 from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now, run_context
-from convbench.runner import _error_text, _is_oom
 
 COMPARE_COLUMNS = [
     "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "status", "error",
     "params", "macs", "acts", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
     "ratio_ci_high", "saving_realized", "verdict", "latency_ms_p50", "pairs", "saved_act_bytes", "saved_act_ratio",
-    "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", *CONTEXT_COLUMNS,
+    "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", "row_id", *CONTEXT_COLUMNS,
 ]
 
 
@@ -42,13 +42,21 @@ class CompareConfig:
     pairs: int = 15
     out: Path | None = None
     formats: tuple[str, ...] = ("csv", "md")
+    isolate: bool | None = None        # whole-network cases in a child process; None: on for CUDA
+    timeout: float = 900.0             # seconds an isolated case may stay silent before its child is killed
 
     def __post_init__(self) -> None:
         validate_run(self.device, self.batch_sizes, self.dtype, self.formats)
+        if not self.timeout > 0:
+            raise UserError("--timeout must be positive")
         if self.pairs < 3:
             raise UserError("--pairs must be at least 3")
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
             raise UserError("--shape is C,H,W with three positive integers")
+
+    @property
+    def isolated(self) -> bool:
+        return self.device.startswith("cuda") if self.isolate is None else self.isolate
 
 
 def verdict(counted: float, measured: float) -> tuple[float, str]:
@@ -113,6 +121,12 @@ def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -
     return diffs
 
 
+def _variant_row(case: Case, variant, shape: tuple[int, int, int], bs: int, context: dict[str, Any]) -> dict[str, Any]:
+    return {"comparison": case.comparison, "case": case.name, "variant": variant.name, "baseline": case.variants[0].name,
+            "claim": case.claim, "input_shape": "x".join(map(str, shape)), "batch_size": bs,
+            "claimed_ratio": variant.claimed_ratio, **context}
+
+
 def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, Any]) -> list[dict[str, Any]]:
     shape = _shape_for(case, config)
     channels = shape[0]
@@ -120,13 +134,12 @@ def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, An
     base_name = case.variants[0].name
     rows = []
     for v in case.variants:
-        row = {"comparison": case.comparison, "case": case.name, "variant": v.name, "baseline": base_name, "claim": case.claim,
-               "input_shape": "x".join(map(str, shape)), "batch_size": bs, "claimed_ratio": v.claimed_ratio, **context}
+        row = _variant_row(case, v, shape, bs, context)
         try:
             row.update(_counts(lambda: v.build(channels), shape, bs))
             row["status"] = "ok"
         except Exception as exc:
-            row.update(status="error", error=f"counting failed: {_error_text(exc)}")
+            row.update(status="error", error=f"counting failed: {error_text(exc)}")
         rows.append(row)
     modules: dict[str, nn.Module] = {}
     try:
@@ -144,7 +157,7 @@ def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, An
     except Exception as exc:
         for row in rows:
             if row["status"] == "ok":
-                row.update(status="oom" if _is_oom(exc) else "error", error=_error_text(exc))
+                row.update(status="oom" if is_oom(exc) else "error", error=error_text(exc))
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     base = rows[0]
@@ -180,9 +193,11 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
         base_times += [a for a, _ in pairs]
         ratio, lo, hi = median_ci([b / a for a, b in pairs])
         row.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
-                   latency_ms_p50=median_ci([b for _, b in pairs])[0])
+                   latency_ms_p50=median_ci([b for _, b in pairs])[0],
+                   _samples=[{"baseline_ms": a, "latency_ms": b} for a, b in pairs])
     rows[0].update(measured_ratio=1.0, ratio_ci_low=1.0, ratio_ci_high=1.0, pairs=len(base_times),
-                   latency_ms_p50=median_ci(base_times)[0] if base_times else float("nan"))
+                   latency_ms_p50=median_ci(base_times)[0] if base_times else float("nan"),
+                   _samples=[{"latency_ms": a} for a in base_times])
     if device.type == "cuda":
         for row in rows:
             peaks = memory.cuda_peaks(modules[row["variant"]], x, dtype)
@@ -190,6 +205,26 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
     else:
         for row in rows:
             row["error"] = "; ".join(filter(None, [row.get("error"), "CPU peak memory is not measured for blocks (saved_act_ratio is exact)"]))
+
+
+def compare_case_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+    """The child's half of --isolate: one case at one batch size (convbench.isolate)."""
+    config = from_payload(CompareConfig, payload["config"], isolate=False)
+    case = next(c for c in get_cases(config.name) if c.name == payload["case"])
+    send({"stage": "measuring", "key": payload["batch_size"]})
+    for row in _case_rows(case, payload["batch_size"], config, payload["context"]):
+        send({"row": row})
+
+
+def _isolated_case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, Any]) -> list[dict[str, Any]]:
+    child = Child("convbench.compare:compare_case_child",
+                  {"config": to_payload(config), "case": case.name, "batch_size": bs, "context": context}, config.timeout)
+    rows = list(child.rows())
+    if len(rows) == len(case.variants):
+        return rows
+    shape = _shape_for(case, config)
+    return [{**_variant_row(case, v, shape, bs, context), "status": "error", "error": child.end.describe(), "timestamp": now()}
+            for v in case.variants]
 
 
 def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> CompareRun:
@@ -200,7 +235,8 @@ def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] 
     with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row) as sink:
         for case in cases:
             for bs in config.batch_sizes:
-                for row in _case_rows(case, bs, config, context):
+                isolated = config.isolated and case.whole_network
+                for row in (_isolated_case_rows if isolated else _case_rows)(case, bs, config, context):
                     sink.add(row)
     return CompareRun(sink.rows, sink.interrupted)
 

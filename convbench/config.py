@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
@@ -39,6 +41,8 @@ class ProfileConfig:
     formats: tuple[str, ...] = ("csv",)
     by_layer: bool = False
     cpu_memory: bool = True
+    isolate: bool | None = None        # None: on for CUDA, off for the CPU (README: the cost of isolation)
+    timeout: float = 900.0             # seconds a row may take under isolation before its child is killed
 
     def __post_init__(self) -> None:
         validate_run(self.device, self.batch_sizes, self.dtype, self.formats)
@@ -52,6 +56,12 @@ class ProfileConfig:
             raise UserError("--min-time must be positive")
         if self.input_size is not None and self.input_size < 1:
             raise UserError("--input-size must be positive")
+        if not self.timeout > 0:
+            raise UserError("--timeout must be positive")
+
+    @property
+    def isolated(self) -> bool:
+        return self.device.startswith("cuda") if self.isolate is None else self.isolate
 
 
 def validate_run(device: str, batch_sizes: tuple[int, ...], dtype: str, formats: tuple[str, ...]) -> None:
@@ -112,3 +122,20 @@ def prepare_out_dir(out: Path) -> Path:
     except OSError as exc:
         raise UserError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
     return out
+
+
+Config = TypeVar("Config")
+
+
+def to_payload(config: Any) -> dict[str, Any]:
+    """A frozen config as JSON-ready fields, for a child process."""
+    return {f.name: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for f in dataclasses.fields(config) for v in [getattr(config, f.name)]}
+
+
+def from_payload(cls: type[Config], data: dict[str, Any], **changes: Any) -> Config:
+    """The inverse of to_payload: lists back to tuples, `out` back to a Path."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    if values.get("out") is not None:
+        values["out"] = Path(values["out"])
+    return cls(**{**values, **changes})

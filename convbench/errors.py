@@ -1,6 +1,18 @@
+import torch
+
+
 class UserError(Exception):
     """A mistake in what the user asked for: the CLI prints it as one line and exits non-zero."""
 
 
 class UserInterrupt(UserError):
     """Ctrl-C after the finished work was saved: reported in one line, exit code 130."""
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and its message, whitespace folded."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()

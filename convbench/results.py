@@ -63,6 +63,7 @@ PROFILE_COLUMNS: dict[str, str] = {
     "noisy": "IQR / median above 0.10",
     "throughput_img_s": "batch / median latency",
     "achieved_tflops": "2 x macs x batch / median latency, TFLOP/s",
+    "row_id": "this row's index in the run; samples.parquet (or samples.csv) holds its per-iteration timings",
     **CONTEXT_COLUMNS,
 }
 
@@ -175,8 +176,36 @@ class RowWriter:
         self._file.close()
 
 
+SAMPLE_COLUMNS = ["row_id", "iteration", "latency_ms", "baseline_ms"]
+
+
+class SampleWriter:
+    """Raw per-iteration timings keyed to their row (`row_id`), so that a later `convbench diff` can test a
+    difference instead of trusting two medians. Streamed to samples.csv as rows finish (an interrupted run keeps
+    them); at the end rewritten as samples.parquet when pyarrow is installed."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._writer = RowWriter(out / "samples.csv", SAMPLE_COLUMNS)
+
+    def write(self, row_id: int, samples: list[dict[str, Any]]) -> None:
+        for i, sample in enumerate(samples):
+            self._writer.write({"row_id": row_id, "iteration": i, **sample})
+
+    def close(self) -> None:
+        self._writer.close()
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            return
+        frame = pd.read_csv(self.out / "samples.csv")
+        frame.to_parquet(self.out / "samples.parquet", index=False)
+        (self.out / "samples.csv").unlink()
+
+
 class ResultSink:
     """Where a run's rows go: env.json first, each row to the CSV as it finishes, the other formats at the end.
+    A row's "_samples" (its per-iteration timings) go to the samples file under the row's `row_id`.
 
     Ctrl-C inside the block ends the run, not the program: the rows so far are written and `interrupted` set."""
 
@@ -187,17 +216,25 @@ class ResultSink:
         self.rows: list[dict[str, Any]] = []
         self.interrupted = False
         self._writer: RowWriter | None = None
+        self._samples: SampleWriter | None = None
 
     def __enter__(self) -> "ResultSink":
         if self.out is not None:
             write_json(self.out / "env.json", self.env)
             self._writer = RowWriter(self.out / f"{self.stem}.csv", self.columns)
+            if "row_id" in self.columns:
+                self._samples = SampleWriter(self.out)
         return self
 
     def add(self, row: dict[str, Any]) -> None:
+        samples = row.pop("_samples", None)
+        if "row_id" in self.columns:
+            row["row_id"] = len(self.rows)
         self.rows.append(row)
         if self._writer:
             self._writer.write(row)
+        if self._samples and samples:
+            self._samples.write(row["row_id"], samples)
         if self.on_row:
             self.on_row(row)
 
@@ -208,6 +245,8 @@ class ResultSink:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._writer:
             self._writer.close()
+        if self._samples:
+            self._samples.close()
         if self.out is not None:
             write_table(self.frame, self.out, self.stem, self.formats)
         if exc_type is KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convbench.config import DTYPES, autocast, prepare_out_dir, validate_run
+from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run
 from convbench.data import Dataset, load_data
-from convbench.errors import UserError
+from convbench.errors import UserError, error_text, is_oom
+from convbench.isolate import Child
 from convbench.measure import rss
 from convbench.measure.timing import summarize
 from convbench.registry import get_model_info, list_models
@@ -65,6 +67,8 @@ class TrainConfig:
     input_size: int | None = None
     log_every: int = 10
     warmup_steps: int = 3
+    isolate: bool | None = None        # None: on for CUDA when more than one network trains, else off
+    timeout: float = 1800.0            # seconds a child may stay silent (no step) before it is killed
 
     def __post_init__(self) -> None:
         validate_run(self.device, (self.batch_size,), self.dtype, ("csv",))
@@ -78,6 +82,14 @@ class TrainConfig:
             raise UserError(f"unknown --compare {self.compare!r}; choose one of {', '.join(COMPARE_PAIRS)}")
         if self.log_every < 1 or self.warmup_steps < 0:
             raise UserError("--log-every must be at least 1")
+        if not self.timeout > 0:
+            raise UserError("--timeout must be positive")
+
+    @property
+    def isolated(self) -> bool:
+        if self.isolate is not None:
+            return self.isolate
+        return self.device.startswith("cuda") and len(sides_for(self)) > 1
         if self.input_size is not None and self.input_size < 1:
             raise UserError("--input-size must be positive")
 
@@ -228,6 +240,36 @@ class TrainRun:
         return pd.DataFrame(self.summaries, columns=SUMMARY_COLUMNS)
 
 
+def side_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """One training run as a summary row; a failure becomes the row's status, never the end of the sweep."""
+    try:
+        data = load_data(config.data, side.input_size, config.seed)
+        return {**train_side(side, config, data, step_row), "status": "ok"}
+    except NonFiniteLoss as exc:
+        return {"run": side.run, "model": side.model, "status": "diverged", "error": str(exc)}
+    except UserError:
+        raise
+    except Exception as exc:
+        return {"run": side.run, "model": side.model, "status": "oom" if is_oom(exc) else "error", "error": error_text(exc)}
+
+
+def train_side_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+    """The child's half of --isolate: one side's steps as events, then its summary row (convbench.isolate)."""
+    config = from_payload(TrainConfig, payload["config"], isolate=False, nproc_per_node=1)
+    side = next(s for s in sides_for(config) if s.run == payload["run"])
+    send({"stage": "training", "key": side.run})
+    send({"row": side_summary(side, config, lambda row: send({"event": row}))})
+
+
+def _isolated_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    child = Child("convbench.train:train_side_child", {"config": to_payload(config), "run": side.run}, config.timeout,
+                  on_event=step_row)
+    rows = list(child.rows())
+    if rows:
+        return rows[0]
+    return {"run": side.run, "model": side.model, "status": "error", "error": child.end.describe()}
+
+
 def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainRun:
     sides = sides_for(config)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
@@ -245,13 +287,10 @@ def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | N
     try:
         with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink:
             for side in sides:
-                data = load_data(config.data, side.input_size, config.seed)
-                summary = {**context}
-                try:
-                    summary.update(train_side(side, config, data, step_row), status="ok")
-                except NonFiniteLoss as exc:
-                    stopped = str(exc)
-                    summary.update(run=side.run, model=side.model, status="diverged", error=stopped)
+                measured = _isolated_summary(side, config, step_row) if config.isolated else side_summary(side, config, step_row)
+                summary = {**context, **measured}
+                if summary["status"] == "diverged":
+                    stopped = summary["error"]
                 if config.nproc_per_node > 1 and summary["status"] == "ok":
                     sink.add({**summary, "timestamp": now()})
                     summary = {**context, **_launch_ddp(config, side, out), "timestamp": now()}
@@ -277,9 +316,18 @@ def _launch_ddp(config: TrainConfig, side: Side, out: Path | None) -> dict[str, 
                "OMP_NUM_THREADS": str(max(1, cores // config.nproc_per_node))}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc_per_node}",
                "-m", "convbench.train", json.dumps(request)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        # One rank that dies leaves the others waiting in a collective forever: the timeout ends the launch, and
+        # its own session lets it take every rank down with it.
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, stderr_text = proc.communicate(timeout=config.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return {"run": side.run, "model": side.model, "nproc": config.nproc_per_node, "status": "error",
+                    "error": f"DDP launch timed out after {config.timeout:.0f} s and was killed"}
         if proc.returncode != 0 or not report.exists():
-            tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+            tail = [line for line in stderr_text.strip().splitlines() if line.strip()][-1:] or ["no output"]
             return {"run": side.run, "model": side.model, "nproc": config.nproc_per_node, "status": "error",
                     "error": f"DDP launch failed: {tail[0][:300]}"}
         return {**json.loads(report.read_text()), "status": "ok"}

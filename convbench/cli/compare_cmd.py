@@ -26,13 +26,15 @@ def compare_command(
     pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline.")] = 15,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/compare"),
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet.")] = "csv,md",
+    isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Measure whole-network cases in a child process (default: on for CUDA).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds an isolated case may stay silent before its child is killed.")] = 900.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Claimed vs counted vs measured cost of the block designs the papers argue about."""
     config = CompareConfig(
         name=name, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
         channels_last=channels_last, shape=parse_int_list(shape, "--shape") if shape else None, warmup=warmup,
-        pairs=pairs, out=out, formats=tuple(dict.fromkeys(("csv", *parse_list(format)))),
+        pairs=pairs, out=out, formats=tuple(dict.fromkeys(("csv", *parse_list(format)))), isolate=isolate, timeout=timeout,
     )
     with LazyProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
         def on_row(row: dict[str, Any]) -> None:

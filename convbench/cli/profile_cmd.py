@@ -31,6 +31,8 @@ def profile_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/latest"),
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
+    isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Measure each model in its own child process (default: on for CUDA, off for the CPU).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a row may take under --isolate before its child is killed.")] = 900.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Measure params, MACs, activations, memory and latency; one row per model and batch size."""
@@ -39,6 +41,7 @@ def profile_command(
         arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
         channels_last=channels_last, compile=compile, cudnn_benchmark=cudnn_benchmark, metrics=metrics,
         warmup=warmup, iters=iters, min_time=min_time, input_size=input_size, out=out, formats=formats, by_layer=by_layer,
+        isolate=isolate, timeout=timeout,
     )
     with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         def on_row(row: dict[str, Any]) -> None:

@@ -31,12 +31,14 @@ def train_command(
     compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/train"),
+    isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Train each network in its own child process (default: on for CUDA with several networks).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds an isolated run may go without a step before it is killed.")] = 1800.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
     config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=device, dtype=dtype, channels_last=channels_last,
                          compile=compile, lr=lr, data=data, seed=seed, out=out, nproc_per_node=nproc_per_node,
-                         compare=compare, input_size=input_size, log_every=log_every)
+                         compare=compare, input_size=input_size, log_every=log_every, isolate=isolate, timeout=timeout)
     with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         def on_step(row: dict[str, Any]) -> None:
             progress.update(total=steps, completed=row["step"], description=f"{row['run']} loss {row['loss']:.3f}")

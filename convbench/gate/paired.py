@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Protocol
+
+from convbench.isolate import LineReader
 
 WORKER_MODULE = "convbench_gate_worker"
 
@@ -47,8 +48,7 @@ class Worker:
         self._stderr = tempfile.TemporaryFile("w+")
         self._proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, cases_module, device], cwd=tree, env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._proc.stdout, selectors.EVENT_READ)
+        self._reader = LineReader(self._proc.stdout)
 
     def _request(self, **message) -> dict:
         try:
@@ -56,11 +56,11 @@ class Worker:
             self._proc.stdin.flush()
         except BrokenPipeError:
             raise WorkerError(f"{self.label} worker died{self._last_words()}") from None
-        if not self._selector.select(self.timeout):
+        line = self._reader.readline(self.timeout)
+        if line is None:
             self._proc.kill()
             raise WorkerError(f"{self.label} worker gave no answer to {message.get('op')} {message.get('name', '')} "
                               f"within {self.timeout:.0f} s")
-        line = self._proc.stdout.readline()
         if not line:
             raise WorkerError(f"{self.label} worker died{self._last_words()}")
         reply = json.loads(line)
@@ -94,6 +94,7 @@ class Worker:
                 self._proc.wait(timeout=30)
             except (WorkerError, OSError, subprocess.TimeoutExpired):
                 self._proc.kill()
+        self._reader.close()
         self._stderr.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
+from convbench.errors import error_text
 from convbench.measure import rss
 
 
@@ -48,7 +49,7 @@ def measure(request: dict) -> dict:
     try:
         result["peak_mem_train_bytes"] = peak(train)
     except Exception as exc:  # e.g. batch norm over one value per channel: inference was still measured
-        result["mem_note"] = f"training pass failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        result["mem_note"] = f"training pass failed: {error_text(exc, 200)}"
     return result
 
 
