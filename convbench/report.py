@@ -188,10 +188,51 @@ TABLE_COLUMNS = {
 }
 
 
-def make_report(folder: Path | str) -> Report:
+def _result_folders(root: Path) -> dict[Path, Path]:
+    """Folders below `root` holding a profile or compare run, by their path relative to root."""
+    return {p.parent.relative_to(root): p.parent for name in ("profile.csv", "compare.csv") for p in root.rglob(name)}
+
+
+def _diff_figures(plt, report: Report, old_root: Path) -> None:
+    """Per matched row, NEW / OLD with its interval: one figure per pair of runs found at the same place."""
+    from convbench.diff import diff
+    old_runs, new_runs = _result_folders(old_root), _result_folders(report.folder)
+    pairs = [(rel, old_runs[rel], new_runs[rel]) for rel in sorted(new_runs) if rel in old_runs]
+    if not pairs:
+        raise UserError(f"{old_root} and {report.folder} hold no runs at the same place to compare")
+    for rel, old, new in pairs:
+        result = diff(old, new)
+        rows = result.rows.dropna(subset=["ratio"])
+        if rows.empty:
+            continue
+        labels = [" ".join(str(r[k]) for k in result.keys[:3]) for _, r in rows.iterrows()]
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
+        y = range(len(rows))
+        has_ci = rows["ci_low"].notna()
+        lower = (rows["ratio"] - rows["ci_low"]).where(has_ci, 0)
+        upper = (rows["ci_high"] - rows["ratio"]).where(has_ci, 0)
+        colors = ["tab:red" if m == "*" and r > 1 else "tab:green" if m == "*" else "tab:gray"
+                  for m, r in zip(rows["mark"], rows["ratio"])]
+        ax.errorbar(rows["ratio"], list(y), xerr=[lower, upper], fmt="none", ecolor="black", capsize=2)
+        ax.scatter(rows["ratio"], list(y), c=colors, zorder=3)
+        ax.axvline(1, color="black", lw=0.8)
+        ax.set_yticks(list(y), labels, fontsize=8)
+        ax.set_xlabel(f"{result.metric}: new / old (95% bootstrap interval)")
+        name = "diff_" + ("_".join(rel.parts) or "run")
+        caption = (f"{old} -> {new}, matched on {', '.join(result.keys)}; red: significantly higher, green: significantly "
+                   f"lower, grey: no significant change. Geometric mean {result.geomean:.3f}x. " + " ".join(result.notes))
+        _save(fig, report, name, f"What changed: {rel if str(rel) != '.' else 'run'}", caption)
+        plt.close(fig)
+        report.tables.append((f"diff {rel}", result.rows))
+
+
+def make_report(folder: Path | str, against: Path | str | None = None) -> Report:
+    """The report of `folder`; with `against` (an older folder), also what changed from it to `folder`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
+    if against is not None and not Path(against).is_dir():
+        raise UserError(f"{against} is not a folder")
     found = {name: _read_all(folder, f"{name}.csv") for name in ("profile", "compare", "train", "train_steps")}
     if all(v is None for v in found.values()):
         raise UserError(f"{folder} holds no convbench results (profile.csv, compare.csv or train.csv)")
@@ -209,6 +250,8 @@ def make_report(folder: Path | str) -> Report:
         _compare_figures(plt, report, found["compare"])
     if found["train_steps"] is not None and len(found["train_steps"]):
         _train_figures(plt, report, found["train_steps"])
+    if against is not None:
+        _diff_figures(plt, report, Path(against))
     for name in ("profile", "compare", "train"):
         if found[name] is not None:
             report.tables.append((name, found[name][[c for c in TABLE_COLUMNS[name] if c in found[name]]]))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -9,13 +9,20 @@ from convbench.cli.app import app, console
 from convbench.report import make_report
 
 
-def print_report(folder: Path) -> None:
-    report = make_report(folder)
+def print_report(folder: Path, against: Path | None = None) -> None:
+    report = make_report(folder, against)
     console.print(f"report: {report.html_path} ({len(report.figures)} figures, {len(report.tables)} tables), "
                   f"PNGs and report.md in {folder}", highlight=False)
 
 
 @app.command("report")
-def report_command(folder: Annotated[Path, typer.Argument(help="A results folder (searched recursively).")]) -> None:
-    """Plots, tables and the environment of a results folder as a self-contained HTML page."""
-    print_report(folder)
+def report_command(
+    folder: Annotated[Path, typer.Argument(help="A results folder (searched recursively); with two, the OLD one.")],
+    new: Annotated[Optional[Path], typer.Argument(help="A newer folder: report it, with what changed since FOLDER.")] = None,
+) -> None:
+    """Plots, tables and the environment of a results folder as a self-contained HTML page; given OLD and NEW,
+    the report of NEW with the ratios NEW / OLD and their intervals."""
+    if new is None:
+        print_report(folder)
+    else:
+        print_report(new, against=folder)
