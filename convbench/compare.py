@@ -18,14 +18,14 @@ from convbench.comparisons import Case, get_cases
 from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
-from convbench.measure import complexity, memory
+from convbench.measure import complexity, host_load, memory
 from convbench.measure.paired import median_ci, paired_times
 from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now, run_context
 
 COMPARE_COLUMNS = [
     "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "status", "error",
     "params", "macs", "acts", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
-    "ratio_ci_high", "saving_realized", "verdict", "latency_ms_p50", "pairs", "saved_act_bytes", "saved_act_ratio",
+    "ratio_ci_high", "saving_realized", "verdict", "latency_ms_p50", "pairs", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
     "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", "row_id", *CONTEXT_COLUMNS,
 ]
 
@@ -189,12 +189,17 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
         name = row["variant"]
         if name == base_name:
             continue
+        start = host_load.snapshot()
         pairs = paired_times(runner(modules[base_name]), runner(modules[name]), device, config.warmup, config.pairs)
+        row.update(host_load.load_columns(start, host_load.snapshot()))
         base_times += [a for a, _ in pairs]
         ratio, lo, hi = median_ci([b / a for a, b in pairs])
         row.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
                    latency_ms_p50=median_ci([b for _, b in pairs])[0],
                    _samples=[{"baseline_ms": a, "latency_ms": b} for a, b in pairs])
+    loads = [r["host_busy"] for r in rows[1:] if r.get("host_busy") is not None]
+    if loads:  # the baseline ran in every variant's pairs
+        rows[0].update(host_busy=max(loads), busy=any(r.get("busy") for r in rows[1:]))
     rows[0].update(measured_ratio=1.0, ratio_ci_low=1.0, ratio_ci_high=1.0, pairs=len(base_times),
                    latency_ms_p50=median_ci(base_times)[0] if base_times else float("nan"),
                    _samples=[{"latency_ms": a} for a in base_times])

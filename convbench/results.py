@@ -61,6 +61,8 @@ PROFILE_COLUMNS: dict[str, str] = {
     "latency_ms_min": "ms",
     "timed_iters": "timed iterations after warm-up",
     "noisy": "IQR / median above 0.10",
+    "host_busy": "share of the machine's CPU time other processes used (or a hypervisor stole) while the row was timed",
+    "busy": "host_busy above 0.10: timed on a busy machine, read with care",
     "throughput_img_s": "batch / median latency",
     "achieved_tflops": "2 x macs x batch / median latency, TFLOP/s",
     "row_id": "this row's index in the run; samples.parquet (or samples.csv) holds its per-iteration timings",

@@ -18,7 +18,7 @@ from convbench.cache import CountCache
 from convbench.errors import error_text, is_oom
 from convbench.isolate import Child
 from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, prepare_out_dir, to_payload
-from convbench.measure import complexity, layer_times, memory, timing
+from convbench.measure import complexity, host_load, layer_times, memory, timing
 from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now, run_context
 from convbench.specs import ModelSpec, resolve_models
 
@@ -75,8 +75,9 @@ def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, 
             return live.compiled(x)
 
     live.module.eval()
+    start = host_load.snapshot()
     samples = timing.time_iterations(forward, device, config.warmup, config.iters, config.min_time)
-    row: dict[str, Any] = timing.summarize(samples)
+    row: dict[str, Any] = {**timing.summarize(samples), **host_load.load_columns(start, host_load.snapshot())}
     row["_samples"] = [{"latency_ms": v} for v in samples]
     seconds = row["latency_ms_p50"] / 1e3
     row["throughput_img_s"] = batch_size / seconds

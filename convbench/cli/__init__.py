@@ -6,7 +6,7 @@ from typing import Sequence
 
 import typer
 
-from convbench.cli import baseline_cmd, compare_cmd, gate_cmd, list_cmd, profile_cmd, report_cmd, train_cmd  # noqa: F401  (each registers its command)
+from convbench.cli import baseline_cmd, compare_cmd, diff_cmd, gate_cmd, list_cmd, profile_cmd, report_cmd, selfcheck_cmd, train_cmd  # noqa: F401  (each registers its command)
 from convbench.cli.app import app, console
 from convbench.errors import UserError, UserInterrupt
 

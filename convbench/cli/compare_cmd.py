@@ -8,7 +8,7 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.tables import compare_tables
+from convbench.cli.tables import busy_warning, compare_tables
 from convbench.compare import CompareConfig, run_compare
 from convbench.config import parse_int_list, parse_list
 from convbench.errors import UserInterrupt
@@ -43,6 +43,9 @@ def compare_command(
         run = run_compare(config, on_row=on_row)
     for table in compare_tables(run.frame):
         console.print(table)
+    warning = busy_warning(run.frame, lambda r: f"{r['case']}: {r['variant']} b{r['batch_size']}")
+    if warning:
+        console.print(warning, style="yellow", highlight=False)
     console.print(f"{len(run.rows)} rows written to {out}/compare.csv", highlight=False)
     if report:
         print_report(out)

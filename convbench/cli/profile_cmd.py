@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.tables import profile_table
+from convbench.cli.tables import busy_warning, profile_table
 from convbench.config import ProfileConfig, parse_int_list, parse_list
 from convbench.errors import UserInterrupt
 from convbench.runner import run_profile
@@ -49,6 +49,9 @@ def profile_command(
 
         run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(total=n, description="profiling"))
     console.print(profile_table(run.frame, config.metrics))
+    warning = busy_warning(run.frame, lambda r: f"{r['model']} b{r['batch_size']}")
+    if warning:
+        console.print(warning, style="yellow", highlight=False)
     failed = int((run.frame["status"] != "ok").sum())
     console.print(f"{len(run.rows)} rows ({failed} not ok) written to {out}/profile.csv", highlight=False)
     if report:

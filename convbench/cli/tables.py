@@ -71,3 +71,17 @@ def compare_tables(df: pd.DataFrame) -> list[Table]:
                           _ratio_cell(r["counted_ratio"]), measured, _num(r["latency_ms_p50"], ".2f"), _ratio_cell(r["saved_act_ratio"]), verdict)
         tables.append(table)
     return tables
+
+
+def busy_warning(df: pd.DataFrame, label) -> str | None:
+    """One line naming the rows timed while other processes used the machine, or None."""
+    if "busy" not in df:
+        return None
+    busy = df[df["busy"].astype(str) == "True"]
+    if busy.empty:
+        return None
+    names = [label(r) for r in busy.to_dict("records")]
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    worst = float(busy["host_busy"].max())
+    return (f"warning: {len(names)} row{'s' if len(names) != 1 else ''} timed while other processes used up to {worst:.0%} of "
+            f"the CPU (busy): {shown}; rerun on a quiet machine")
