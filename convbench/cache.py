@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 
 import convbench
+from convbench.errors import error_text
 
 
 def enabled() -> bool:
@@ -44,10 +45,18 @@ def _path() -> Path:
     return root / f"counts-{_code_key()}.json"
 
 
+_FAILED = "__failed__"
+
+
+class CachedFailure(Exception):
+    """A failure recorded by an earlier run; str() is the original one-line error."""
+
+
 class CountCache:
     def __init__(self) -> None:
         self.active = enabled()
         self._data: dict[str, Any] = {}
+        self._new: dict[str, Any] = {}
         self._dirty = False
         if self.active:
             try:
@@ -56,13 +65,34 @@ class CountCache:
                 self._data = {}
 
     def get_or_compute(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A count from the cache, or computed and kept. A count that fails (inception_v3 cannot run a training
+        forward at batch 1) fails the same way every time, so its failure is kept too, and raised again."""
         if self.active and key in self._data:
+            if _FAILED in self._data[key]:
+                raise CachedFailure(self._data[key][_FAILED])
             return dict(self._data[key])
-        value = compute()
+        try:
+            value = compute()
+        except Exception as exc:
+            if self.active:
+                self._data[key] = self._new[key] = {_FAILED: error_text(exc)}
+                self._dirty = True
+            raise
         if self.active:
             self._data[key] = value
+            self._new[key] = value
             self._dirty = True
         return dict(value)
+
+    def take_new(self) -> dict[str, Any]:
+        """The entries computed since the last call: a worker process hands them to the parent, which saves."""
+        new, self._new = self._new, {}
+        return new
+
+    def merge(self, entries: dict[str, Any]) -> None:
+        if self.active and entries:
+            self._data.update(entries)
+            self._dirty = True
 
     def save(self) -> None:
         if not (self.active and self._dirty):

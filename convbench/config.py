@@ -30,9 +30,10 @@ class ProfileConfig:
     batch_sizes: tuple[int, ...] = (1,)
     dtype: str = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False              # shorthand for modes=("compile",)
     cudnn_benchmark: bool = True
     metrics: str = "all"
+    modes: tuple[str, ...] | None = None  # eager, compile, graphs, compile+graphs (convbench.modes)
     warmup: int = 5
     iters: int | None = None
     min_time: float = 1.0
@@ -41,6 +42,7 @@ class ProfileConfig:
     formats: tuple[str, ...] = ("csv",)
     by_layer: bool = False
     cpu_memory: bool = True
+    counter: str = "dispatch"          # MACs and activations: dispatch (meta device, default) or fvcore
     isolate: bool | None = None        # None: on for CUDA, off for the CPU (README: the cost of isolation)
     timeout: float = 900.0             # seconds a row may take under isolation before its child is killed
 
@@ -58,6 +60,13 @@ class ProfileConfig:
             raise UserError("--input-size must be positive")
         if not self.timeout > 0:
             raise UserError("--timeout must be positive")
+        validate_counter(self.counter)
+        from convbench.modes import validate_modes
+        validate_modes(self.run_modes, self.device)
+
+    @property
+    def run_modes(self) -> tuple[str, ...]:
+        return self.modes or (("compile",) if self.compile else ("eager",))
 
     @property
     def isolated(self) -> bool:
@@ -76,6 +85,11 @@ def validate_run(device: str, batch_sizes: tuple[int, ...], dtype: str, formats:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UserError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+
+
+def validate_counter(counter: str) -> None:
+    if counter not in ("dispatch", "fvcore"):
+        raise UserError(f"unknown counter {counter!r}; choose dispatch or fvcore")
 
 
 def validate_device(device: str) -> None:

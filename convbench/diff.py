@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from convbench.errors import UserError
 
@@ -39,10 +42,12 @@ class Folder:
 
     @property
     def device_kind(self) -> set[str]:
+        import pandas as pd
         return {str(d).split(":")[0] for d in self.rows.get("device", pd.Series(dtype=str)).dropna()}
 
 
 def load_folder(path: Path | str, kind: str | None = None) -> Folder:
+    import pandas as pd
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist")
@@ -134,6 +139,7 @@ class DiffResult:
 
 def diff(old: Path | str | Folder, new: Path | str | Folder, on: list[str] | None = None,
          metric: str = "latency_ms_p50") -> DiffResult:
+    import pandas as pd
     old_f = old if isinstance(old, Folder) else load_folder(old)
     new_f = new if isinstance(new, Folder) else load_folder(new, old_f.kind)
     if old_f.kind != new_f.kind:

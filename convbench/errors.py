@@ -10,7 +10,10 @@ class UserInterrupt(UserError):
 
 
 def error_text(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: its type and its message, whitespace folded."""
+    """An exception as one short line: its type and its message, whitespace folded. A failure replayed from
+    the count cache already is such a line."""
+    if type(exc).__name__ == "CachedFailure":
+        return str(exc)[:limit]
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
 
 

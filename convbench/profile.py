@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import pandas as pd
 
 from convbench.config import ProfileConfig
 from convbench.runner import run_profile
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def profile(arch: str = "all", device: str = "cpu", batch_sizes: Iterable[int] = (1,), dtype: str = "fp32",

@@ -8,10 +8,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from convbench.errors import UserError
 from convbench.results import to_markdown
@@ -38,7 +42,7 @@ class Report:
     folder: Path
     figures: list[Figure] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
-    env: dict = field(default_factory=dict)
+    envs: dict[str, dict] = field(default_factory=dict)  # each run's env.json, by its folder relative to the report
 
     @property
     def html_path(self) -> Path:
@@ -56,12 +60,16 @@ def _pyplot():
 
 
 def _read_all(folder: Path, name: str) -> pd.DataFrame | None:
+    """Every `name` below `folder`, with a `folder` column saying which run each row came from."""
+    import pandas as pd
     frames = []
     for path in sorted(folder.rglob(name)):
         try:
-            frames.append(pd.read_csv(path))
+            frame = pd.read_csv(path)
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise UserError(f"cannot read {path}: {exc}") from None
+        frame.insert(0, "folder", str(path.parent.relative_to(folder)) if path.parent != folder else ".")
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -84,6 +92,7 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
             for _, r in group.iterrows():
                 ax.annotate(r["model"], (r["macs"] * bs / 1e9, r["latency_ms_p50"]), fontsize=6, alpha=0.8)
         ax.set(xscale="log", yscale="log", xlabel="GMACs per forward (MACs x batch)", ylabel="median latency, ms")
+        _log_ticks(ax)
         ax.legend()
         _save(fig, report, "macs_vs_latency", "MACs vs measured latency",
               "One point per model and batch size, log axes. Models off the common trend are where MACs mislead.")
@@ -106,15 +115,32 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
                                             ("latency_ms_p50", "median latency, ms")) if c in first and first[c].notna().any()]
     if metrics and len(first):
         scale = {"params": 1e6, "macs": 1e9, "acts": 1e6, "saved_act_bytes": 2**20, "peak_mem_train_bytes": 2**20, "latency_ms_p50": 1}
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.25 * len(first) + 1.5), sharey=True)
-        axes = [axes] if len(metrics) == 1 else axes
-        for ax, (col, label) in zip(axes, metrics):
+        # Three panels a row, each with its own model names: at the page's 1100 px the labels stay about 11 px tall
+        # (one row of six panels shrank them to about 5 px).
+        cols = min(3, len(metrics))
+        rows = math.ceil(len(metrics) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, rows * (0.2 * len(first) + 1.2)), squeeze=False)
+        for ax, (col, label) in zip(axes.flat, metrics):
             ax.barh(first["model"], first[col] / scale[col])
-            ax.set_xlabel(label)
-            ax.tick_params(axis="y", labelsize=6)
-        axes[0].invert_yaxis()
+            ax.set_xlabel(label, fontsize=10)
+            ax.tick_params(axis="y", labelsize=9)
+            ax.invert_yaxis()
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.set_visible(False)
         _save(fig, report, "zoo_overview", "Across the zoo", "At each model's smallest batch size in the folder.")
         plt.close(fig)
+
+
+def _log_ticks(ax) -> None:
+    """Log axes with labelled ticks at 1, 2, 3 and 5 per decade: a range under a decade would otherwise show a
+    single labelled tick."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+        formatter = ScalarFormatter()
+        formatter.set_scientific(False)
+        axis.set_major_formatter(formatter)
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _roofline(plt, report: Report, timed: pd.DataFrame) -> None:
@@ -138,6 +164,7 @@ def _roofline(plt, report: Report, timed: pd.DataFrame) -> None:
     else:
         caption += f" No ceiling drawn: the peak of '{device}' at {dtype} is not known to convbench."
     ax.set(xscale="log", yscale="log", xlabel="FLOPs per byte (estimate)", ylabel="achieved TFLOP/s")
+    _log_ticks(ax)
     _save(fig, report, "roofline", "Roofline view", caption)
     plt.close(fig)
 
@@ -146,29 +173,38 @@ def _compare_figures(plt, report: Report, df: pd.DataFrame) -> None:
     variants = _ok(df)[lambda d: d["variant"] != d["baseline"]]
     if not len(variants):
         return
-    labels = [f"{r['case']}\n{r['variant']} (b{r['batch_size']})" for _, r in variants.iterrows()]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(variants) + 1.5))
-    y = list(range(len(variants)))
-    ax.barh([i - 0.27 for i in y], variants["claimed_ratio"].fillna(0), height=0.27, label="claimed")
-    ax.barh(y, variants["counted_ratio"], height=0.27, label="counted (MACs)")
+    device = "device_ratio" in variants and variants["device_ratio"].notna().any()
+    bars = [("claimed", variants["claimed_ratio"].fillna(0), None), ("counted (MACs)", variants["counted_ratio"], None)]
     lo = (variants["measured_ratio"] - variants["ratio_ci_low"]).clip(lower=0)
     hi = (variants["ratio_ci_high"] - variants["measured_ratio"]).clip(lower=0)
-    ax.barh([i + 0.27 for i in y], variants["measured_ratio"], height=0.27, xerr=[lo, hi], label="measured (95% CI)")
+    bars.append(("measured latency (95% CI)", variants["measured_ratio"], [lo, hi]))
+    if device:  # the GPU's own time: what a launch-bound latency hides
+        bars.append(("device time (GPU busy)", variants["device_ratio"].fillna(0), None))
+    height = 0.8 / len(bars)
+    labels = [f"{r['case']}\n{r['variant']} (b{r['batch_size']})" for _, r in variants.iterrows()]
+    fig, ax = plt.subplots(figsize=(10, (0.15 + 0.15 * len(bars)) * len(variants) + 1.5))
+    y = list(range(len(variants)))
+    for k, (label, values, err) in enumerate(bars):
+        ax.barh([i + (k - (len(bars) - 1) / 2) * height for i in y], values, height=height, xerr=err, label=label)
     ax.axvline(1.0, color="grey", linewidth=0.8)
-    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("variant / baseline (log)")
-    ax.legend(fontsize=7)
-    _save(fig, report, "compare_ratios", "Claimed vs counted vs measured",
-          "Cost of each variant relative to its case's baseline; no claimed bar where the paper gives no figure.")
+    ax.legend(fontsize=8)
+    caption = "Cost of each variant relative to its case's baseline; no claimed bar where the paper gives no figure."
+    if device:
+        caption += (" Device time is the GPU's busy time per forward; where a side is launch-bound (GPU busy under 50%),"
+                    " it, not the latency, tells the design's cost.")
+    _save(fig, report, "compare_ratios", "Claimed vs counted vs measured", caption)
     plt.close(fig)
 
 
 def _train_figures(plt, report: Report, steps: pd.DataFrame) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for (run, nproc), group in steps.groupby(["run", "nproc"], sort=False):
-        label = run if nproc == 1 else f"{run} x{nproc}"
+    several = steps["folder"].nunique() > 1
+    for (folder, run, nproc), group in steps.groupby(["folder", "run", "nproc"], sort=False):
+        label = (run if nproc == 1 else f"{run} x{nproc}") + (f" ({folder})" if several else "")
         ax_loss.plot(group["step"], group["loss"], label=label)
         ax_acc.plot(group["step"], group["batch_acc"].rolling(5, min_periods=1).mean(), label=label)
     ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
@@ -179,11 +215,11 @@ def _train_figures(plt, report: Report, steps: pd.DataFrame) -> None:
 
 
 TABLE_COLUMNS = {
-    "profile": ["model", "batch_size", "device_name", "dtype", "status", "params", "macs", "saved_act_bytes",
+    "profile": ["folder", "model", "batch_size", "device_name", "dtype", "status", "params", "macs", "saved_act_bytes",
                 "latency_ms_p50", "latency_ms_iqr", "throughput_img_s", "peak_mem_train_bytes"],
-    "compare": ["comparison", "case", "variant", "batch_size", "claimed_ratio", "counted_ratio", "measured_ratio",
-                "ratio_ci_low", "ratio_ci_high", "verdict"],
-    "train": ["run", "nproc", "data", "steps", "step_ms_p50", "images_per_s", "scaling_efficiency", "first_loss",
+    "compare": ["folder", "comparison", "case", "variant", "batch_size", "mode", "claimed_ratio", "counted_ratio",
+                "measured_ratio", "ratio_ci_low", "ratio_ci_high", "device_ratio", "gpu_busy", "verdict"],
+    "train": ["folder", "run", "nproc", "data", "steps", "step_ms_p50", "images_per_s", "scaling_efficiency", "first_loss",
               "final_loss", "heldout_acc_start", "heldout_acc", "status"],
 }
 
@@ -238,12 +274,12 @@ def make_report(folder: Path | str, against: Path | str | None = None) -> Report
         raise UserError(f"{folder} holds no convbench results (profile.csv, compare.csv or train.csv)")
     plt = _pyplot()
     report = Report(folder)
-    env_files = sorted(folder.rglob("env.json"))
-    if env_files:
+    for env_file in sorted(folder.rglob("env.json")):
+        where = str(env_file.parent.relative_to(folder)) if env_file.parent != folder else "."
         try:
-            report.env = json.loads(env_files[0].read_text())
+            report.envs[where] = json.loads(env_file.read_text())
         except (OSError, ValueError):
-            report.env = {"note": f"{env_files[0]} could not be read"}
+            report.envs[where] = {"note": f"{env_file} could not be read"}
     if found["profile"] is not None:
         _profile_figures(plt, report, found["profile"])
     if found["compare"] is not None:
@@ -260,18 +296,57 @@ def make_report(folder: Path | str, against: Path | str | None = None) -> Report
     return report
 
 
+def _cell(value) -> tuple[str, str]:
+    """(css class, text): numbers right-aligned with thousands separators, text left-aligned."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "num", ""
+    if isinstance(value, bool):
+        return "text", str(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
+        return "num", f"{int(value):,}"
+    if isinstance(value, float):
+        return "num", f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return "text", html.escape(str(value))
+
+
+def table_html(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    body = []
+    for row in table.itertuples(index=False):
+        body.append("<tr>" + "".join("<td class='{}'>{}</td>".format(*_cell(v.item() if hasattr(v, "item") else v))
+                                     for v in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _env_summary(env: dict) -> str:
+    keys = ("cpu", "cpu_count", "gpu", "torch", "cuda", "cudnn", "convbench", "git_commit", "created")
+    parts = []
+    for k in keys:
+        v = env.get(k)
+        if isinstance(v, dict):
+            v = v.get("name")
+        if v not in (None, ""):
+            parts.append(f"{k} {v}")
+    return ", ".join(parts)
+
+
 def _write_html(report: Report) -> None:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>convbench report</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}</style></head><body>",
+             "td,th{border:1px solid #ccc;padding:2px 6px}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+             "td.text{text-align:left}th{text-align:center}img{max-width:100%}pre{font-size:11px}</style></head><body>",
              f"<h1>convbench report: {html.escape(str(report.folder))}</h1>"]
     for f in report.figures:
         data = base64.b64encode((report.folder / f"{f.name}.png").read_bytes()).decode()
         parts.append(f"<h2>{html.escape(f.title)}</h2><img alt='{f.name}' src='data:image/png;base64,{data}'>"
                      f"<p>{html.escape(f.caption)}</p>")
     for name, table in report.tables:
-        parts.append(f"<h2>{name}</h2>" + table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
-    parts.append("<h2>Environment</h2><pre>" + html.escape(json.dumps(report.env, indent=1, default=str)) + "</pre></body></html>")
+        parts.append(f"<h2>{html.escape(name)}</h2>" + table_html(table))
+    parts.append("<h2>Environment</h2>")
+    for where, env in report.envs.items():
+        parts.append(f"<details class='env' open><summary>{html.escape(where)}: {html.escape(_env_summary(env))}</summary>"
+                     f"<pre>{html.escape(json.dumps(env, indent=1, default=str))}</pre></details>")
+    parts.append("</body></html>")
     report.html_path.write_text("\n".join(parts))
 
 

@@ -10,13 +10,15 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import pandas as pd
 import torch
 
 import convbench
 from convbench.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Column -> unit or meaning; the order is the CSV's. The context columns end every kind of row.
 CONTEXT_COLUMNS: dict[str, str] = {
@@ -42,13 +44,15 @@ PROFILE_COLUMNS: dict[str, str] = {
     "family": "architecture family",
     "input_size": "input height = width, pixels",
     "batch_size": "images per forward",
+    "mode": "eager, compile, graphs (CUDA graph replay) or compile+graphs (torch.compile mode=reduce-overhead)",
     "status": "ok; partial (a measure failed, see error); oom or error (not built or timed)",
     "error": "why a row is not ok, or why a column is empty",
     "params": "parameters",
     "param_bytes": "bytes of parameters as stored (fp32)",
-    "macs": "multiply-accumulates per image, conv + linear/matmul (fvcore)",
-    "acts": "conv + linear output elements per image (fvcore)",
-    "unsupported_ops": "ops fvcore traced but did not count (op:calls)",
+    "macs": "multiply-accumulates per image, conv + linear/matmul (the run's counter: dispatch or fvcore)",
+    "acts": "conv + linear output elements per image",
+    "unsupported_ops": "compute ops the counter saw but did not count, e.g. batch norm and pooling (op:calls)",
+    "counter": "what counted MACs and activations: dispatch (meta device) or fvcore (JIT trace)",
     "saved_bytes": "bytes autograd saves in one training forward at this batch (unique storages, params included)",
     "saved_act_bytes": "saved_bytes without parameters, buffers and autocast's weight copies",
     "peak_mem_infer_bytes": "measured peak over baseline, inference forward",
@@ -65,6 +69,9 @@ PROFILE_COLUMNS: dict[str, str] = {
     "busy": "host_busy above 0.10: timed on a busy machine, read with care",
     "throughput_img_s": "batch / median latency",
     "achieved_tflops": "2 x macs x batch / median latency, TFLOP/s",
+    "device_ms": "CUDA: the GPU's busy time per forward (graph replay span, or the profiler's kernel-time sum), ms",
+    "gpu_busy": "CUDA: device_ms / latency p50",
+    "launch_bound": "CUDA: gpu_busy below 0.5, the host's launching decides the latency",
     "row_id": "this row's index in the run; samples.parquet (or samples.csv) holds its per-iteration timings",
     **CONTEXT_COLUMNS,
 }
@@ -195,6 +202,7 @@ class SampleWriter:
             self._writer.write({"row_id": row_id, "iteration": i, **sample})
 
     def close(self) -> None:
+        import pandas as pd
         self._writer.close()
         try:
             import pyarrow  # noqa: F401
@@ -242,6 +250,7 @@ class ResultSink:
 
     @property
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
         return pd.DataFrame(self.rows, columns=self.columns)
 
     def __exit__(self, exc_type, exc, tb) -> bool:

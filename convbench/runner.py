@@ -5,33 +5,37 @@ fvcore trace; batch-level figures (saved bytes, timing, memory) once per row."""
 from __future__ import annotations
 
 import contextlib
-import copy
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import pandas as pd
 import torch
 from torch import nn
 
 from convbench.cache import CountCache
+from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, prepare_out_dir, to_payload
 from convbench.errors import error_text, is_oom
 from convbench.isolate import Child
-from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, prepare_out_dir, to_payload
-from convbench.measure import complexity, host_load, layer_times, memory, timing
+from convbench import modes
+from convbench.measure import complexity, device_time, host_load, layer_times, memory, timing
+from convbench.notes import labelled
 from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now, run_context
 from convbench.specs import ModelSpec, resolve_models
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LAYER_COLUMNS = ["model", "module", "params", "macs", "acts", "cpu_time_us", "device_time_us"]
 OnRow = Callable[[dict[str, Any]], None]
 
 
-def model_counts(spec: ModelSpec, by_layer: bool = False) -> dict[str, Any]:
-    """Batch-independent counts: params from a meta build, MACs and activations from one fvcore trace."""
-    meta = spec.build("meta")
+def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispatch") -> dict[str, Any]:
+    """Batch-independent counts: params from a meta build, MACs and activations from one counted forward."""
+    meta = spec.meta()
     counts: dict[str, Any] = {"params": complexity.count_params(meta), "param_bytes": complexity.param_bytes(meta)}
-    traced = complexity.fvcore_counts(complexity.materialize(copy.deepcopy(meta)), (1, 3, spec.input_size, spec.input_size),
-                                      by_module=by_layer)
+    traced = complexity.count(meta, (1, 3, spec.input_size, spec.input_size), counter, by_module=by_layer)
     unsupported = ";".join(f"{op}:{n}" for op, n in traced["unsupported_ops"].items())
     counts.update(macs=traced["macs"], acts=traced["acts"], unsupported_ops=unsupported)
     if by_layer:
@@ -43,9 +47,19 @@ def model_counts(spec: ModelSpec, by_layer: bool = False) -> dict[str, Any]:
 
 @dataclass
 class LiveModel:
-    """The real model on the device, built once per model and reused across batch sizes."""
+    """The real model on the device, built once per model and reused across batch sizes and modes."""
     module: nn.Module
-    compiled: Callable[..., Any]
+    compiled: dict[str, nn.Module] = field(default_factory=dict)  # torch.compile wrappers, one per compile mode
+
+    def forward(self, mode: str, x: torch.Tensor, config: ProfileConfig) -> Callable[[], Any]:
+        device, dtype = torch.device(config.device), DTYPES[config.dtype]
+        if mode == "compile":
+            module = self.compiled.setdefault(mode, torch.compile(self.module))
+            return modes.prepare(module, x, "eager", device, dtype)
+        return modes.prepare(self.module, x, mode, device, dtype, warmup=max(config.warmup, 1))
+
+    def memory_module(self, mode: str) -> nn.Module:
+        return self.compiled.get(mode, self.module)
 
 
 def build_live(spec: ModelSpec, config: ProfileConfig) -> LiveModel:
@@ -53,8 +67,7 @@ def build_live(spec: ModelSpec, config: ProfileConfig) -> LiveModel:
     module = spec.build("cpu").to(device).eval()
     if config.channels_last:
         module = module.to(memory_format=torch.channels_last)
-    compiled = torch.compile(module) if config.compile else module
-    return LiveModel(module, compiled)
+    return LiveModel(module)
 
 
 def _autocast(config: ProfileConfig) -> contextlib.AbstractContextManager:
@@ -66,15 +79,11 @@ def _device_input(spec: ModelSpec, batch_size: int, config: ProfileConfig) -> to
     return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
 
 
-def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, config: ProfileConfig) -> dict[str, Any]:
+def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, config: ProfileConfig,
+                  mode: str = "eager") -> dict[str, Any]:
     device = torch.device(config.device)
-    x = _device_input(spec, batch_size, config)
-
-    def forward() -> Any:
-        with torch.inference_mode(), _autocast(config):
-            return live.compiled(x)
-
     live.module.eval()
+    forward = live.forward(mode, _device_input(spec, batch_size, config), config)
     start = host_load.snapshot()
     samples = timing.time_iterations(forward, device, config.warmup, config.iters, config.min_time)
     row: dict[str, Any] = {**timing.summarize(samples), **host_load.load_columns(start, host_load.snapshot())}
@@ -82,26 +91,33 @@ def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, 
     seconds = row["latency_ms_p50"] / 1e3
     row["throughput_img_s"] = batch_size / seconds
     row["achieved_tflops"] = 2 * macs * batch_size / seconds / 1e12
+    if device.type == "cuda":
+        # A graph replay is one launch: its event-timed span is the GPU's own time. Otherwise ask the profiler.
+        device_ms = row["latency_ms_p50"] if mode in modes.CUDA_ONLY else device_time.kernel_time_ms(forward, device)
+        row.update(device_time.busy_columns(device_ms, row["latency_ms_p50"]))
     return row
 
 
-def measure_memory(spec: ModelSpec, live: LiveModel, batch_size: int, config: ProfileConfig) -> dict[str, Any]:
+def measure_memory(spec: ModelSpec, live: LiveModel, batch_size: int, config: ProfileConfig, mode: str = "eager") -> dict[str, Any]:
     """Memory in its own pass, after timing and never inside the timed loop; a failure here costs the row its
     memory columns only."""
     device = torch.device(config.device)
+    notes = []
     if device.type == "cuda":
+        if mode in modes.CUDA_ONLY:
+            notes.append("memory peaks of a graphs row are of the eager forward")
         try:
-            peaks = memory.cuda_peaks(live.compiled, _device_input(spec, batch_size, config), DTYPES[config.dtype])
+            peaks = memory.cuda_peaks(live.memory_module(mode), _device_input(spec, batch_size, config), DTYPES[config.dtype])
         finally:
             live.module.eval()
     elif config.cpu_memory:
         peaks = memory.cpu_peaks_in_child(spec, batch_size, config.dtype, config.channels_last)
-        if config.compile:
-            peaks["mem_note"] = "; ".join(filter(None, [peaks.get("mem_note"), "CPU memory peaks are of the eager (uncompiled) model"]))
+        if mode != "eager":
+            notes.append("CPU memory peaks are of the eager (uncompiled) model")
     else:
         peaks = {"mem_note": "CPU peak memory not measured (cpu_memory off)"}
-    note = peaks.pop("mem_note", None)
-    return {**peaks, "error": note} if note else peaks
+    notes = [n for n in [peaks.pop("mem_note", None), *notes] if n]
+    return {**peaks, "error": "; ".join(notes)} if notes else peaks
 
 
 def _layer_times(spec: ModelSpec, live: LiveModel, batch_size: int, config: ProfileConfig) -> dict[str, dict[str, float]]:
@@ -134,6 +150,7 @@ class ProfileRun:
 
     @property
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
         return pd.DataFrame(self.rows, columns=list(PROFILE_COLUMNS))
 
 
@@ -162,10 +179,10 @@ class _Row:
     def finish(self) -> dict[str, Any]:
         """status: ok; oom or error when the model could not be built or timed; partial when another measure failed."""
         row = self.values
-        notes = [f"{label}: {text}" for label, _, text in self.failures]
+        notes = [labelled(label, text) for label, _, text in self.failures]
         if row.get("error"):
-            notes.append(row["error"])
-        row["error"] = "; ".join(notes) or None
+            notes += [labelled("memory", note) for note in row["error"].split("; ")]
+        row["error"] = "; ".join(dict.fromkeys(notes)) or None
         essential_failure = next((kind for label, kind, _ in self.failures if label in ("build", "timing")), None)
         row["status"] = essential_failure or ("partial" if notes else "ok")
         row["timestamp"] = now()
@@ -187,30 +204,36 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any],
     if on_stage:
         on_stage("counting", config.batch_sizes[0])
     try:
-        counts = cached("counts", lambda: model_counts(spec, by_layer=config.by_layer))
+        counts = cached(f"counts:{config.counter}", lambda: model_counts(spec, config.by_layer, config.counter))
+        counts["counter"] = config.counter
     except Exception as exc:  # a model that cannot be built or traced still gets its rows
         for bs in config.batch_sizes:
             yield {**base, "batch_size": bs, "status": "error", "error": f"counting failed: {error_text(exc)}", "timestamp": now()}
         return
     layers = counts.pop("layers", [])
     live: LiveModel | None = None
+    row_modes = config.run_modes if config.metrics == "all" else config.run_modes[:1]
     for bs in config.batch_sizes:
-        row = _Row({**base, "batch_size": bs, **counts}, on_stage)
-        if bs == config.batch_sizes[0] and layers:
-            row.values["_layers"] = layers
-        row.attempt("saved_bytes", lambda: cached(f"saved:{bs}:{config.dtype}:{torch.device(config.device).type}",
-                                                  lambda: memory.saved_bytes(spec, bs, config.dtype, config.device)))
-        if config.metrics == "all":
-            if live is None:
-                row.attempt("build", lambda: {"_live": build_live(spec, config)})
-                live = row.values.pop("_live", None)
-            if live is not None:
-                row.attempt("timing", lambda: measure_speed(spec, live, bs, counts["macs"], config))
-                row.attempt("memory", lambda: measure_memory(spec, live, bs, config))
-                if layers and bs == config.batch_sizes[0]:
-                    row.attempt("layer_times", lambda: {"_layer_times": _layer_times(spec, live, bs, config)})
-                    _merge_layer_times(layers, row.values.pop("_layer_times", {}))
-        yield row.finish()
+        # Saved bytes depend on the batch, not on the mode: counted once, shared by the batch's rows.
+        saved = _Row({"batch_size": bs}, on_stage)
+        saved.attempt("saved_bytes", lambda: cached(f"saved:{bs}:{config.dtype}:{torch.device(config.device).type}",
+                                                    lambda: memory.saved_bytes(spec, bs, config.dtype, config.device)))
+        for mode in row_modes:
+            row = _Row({**base, **saved.values, "mode": mode, "compile": "compile" in mode, **counts}, on_stage)
+            row.failures += saved.failures
+            if bs == config.batch_sizes[0] and mode == row_modes[0] and layers:
+                row.values["_layers"] = layers
+            if config.metrics == "all":
+                if live is None:
+                    row.attempt("build", lambda: {"_live": build_live(spec, config)})
+                    live = row.values.pop("_live", None)
+                if live is not None:
+                    row.attempt("timing", lambda: measure_speed(spec, live, bs, counts["macs"], config, mode))
+                    row.attempt("memory", lambda: measure_memory(spec, live, bs, config, mode))
+                    if "_layers" in row.values:
+                        row.attempt("layer_times", lambda: {"_layer_times": _layer_times(spec, live, bs, config)})
+                        _merge_layer_times(layers, row.values.pop("_layer_times", {}))
+            yield row.finish()
 
 
 def profile_model_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
@@ -242,12 +265,48 @@ def _isolated_model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[s
         yield {**_base_values(spec, context), "batch_size": bs, "status": "error", "error": text, "timestamp": now()}
 
 
+# What a forked counting worker needs, set by the parent just before it forks (fork copies it).
+_FORKED: dict[str, Any] = {}
+
+
+def _count_in_worker(index: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    spec, config, context, cache = (_FORKED[k] for k in ("specs", "config", "context", "cache"))
+    rows = list(_model_rows(spec[index], config, context, cache))
+    return rows, cache.take_new()
+
+
+def _counting_workers(config: ProfileConfig, models: int) -> int:
+    """Static sweeps are pure counting: on Linux, fork a worker per core (torch is imported, nothing has run yet
+    on the CPU, so fork is safe), each counting its share of the models. Measured on the 2-core CI machine,
+    the 37-model cold sweep: 9.2-9.8 s in one process."""
+    if config.metrics != "static" or config.isolated or not sys.platform.startswith("linux") or models < 4:
+        return 1
+    return min(len(os.sched_getaffinity(0)), models, 8)
+
+
+def _parallel_model_rows(specs: list[ModelSpec], config: ProfileConfig, context: dict[str, Any], cache: CountCache,
+                         workers: int) -> Iterator[dict[str, Any]]:
+    import multiprocessing
+    _FORKED.update(specs=specs, config=config, context=context, cache=cache)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+    try:
+        for rows, entries in pool.imap(_count_in_worker, range(len(specs))):  # in order, as each model finishes
+            cache.merge(entries)
+            yield from rows
+        pool.close()
+    finally:
+        pool.terminate()
+        _FORKED.clear()
+
+
 def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Callable[[int], None] | None = None) -> ProfileRun:
     """Measure every (model, batch size) of the config; write rows to config.out as they finish."""
+    import pandas as pd
     specs = resolve_models(config.arch, config.input_size)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
-    context = run_context(config.device, config.dtype, config.channels_last, config.compile, config.cudnn_benchmark)
+    context = run_context(config.device, config.dtype, config.channels_last, "compile" in " ".join(config.run_modes),
+                          config.cudnn_benchmark)
     cache = CountCache()
     env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS}
     layer_rows: list[dict[str, Any]] = []
@@ -255,11 +314,15 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
         on_start(len(specs) * len(config.batch_sizes))
     try:
         with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row) as sink:
-            for spec in specs:
-                rows = _isolated_model_rows(spec, config, context) if config.isolated else _model_rows(spec, config, context, cache)
-                for row in rows:
-                    layer_rows.extend(row.pop("_layers", []))
-                    sink.add(row)
+            workers = _counting_workers(config, len(specs))
+            if workers > 1:
+                rows: Iterator[dict[str, Any]] = _parallel_model_rows(specs, config, context, cache, workers)
+            else:
+                rows = (row for spec in specs for row in (_isolated_model_rows(spec, config, context) if config.isolated
+                                                          else _model_rows(spec, config, context, cache)))
+            for row in rows:
+                layer_rows.extend(row.pop("_layers", []))
+                sink.add(row)
     finally:
         cache.save()
     if out is not None and config.by_layer:

@@ -2,6 +2,7 @@
 `package.module:function` returning an nn.Module, so users can measure their own networks."""
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -13,16 +14,30 @@ from convbench.errors import UserError
 from convbench.registry import get_model_info, list_models
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: a spec resolved anew must not reuse an old build
 class ModelSpec:
     name: str
     family: str
     input_size: int
     builder: Callable[[], nn.Module] = field(repr=False)
 
+    def meta(self) -> nn.Module:
+        """A meta-device build shared by the counters of one model (building is most of a count's cost): for
+        shape-only work that leaves the module as it found it; anything that materialises builds its own."""
+        return _shared_meta_build(self)
+
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
+        if torch.device(device).type == "meta":
+            from convbench.measure.meta import build_on_meta
+            with build_on_meta():
+                return self.builder()
         with torch.device(device):
             return self.builder()
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_meta_build(spec: ModelSpec) -> nn.Module:
+    return spec.build("meta")
 
 
 def _import_builder(spec: str) -> Callable[..., nn.Module]:

@@ -17,9 +17,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +32,9 @@ from convbench.measure.timing import summarize
 from convbench.registry import get_model_info, list_models
 from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now, run_context
 from convbench.specs import resolve_models
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STEP_COLUMNS = ["run", "model", "nproc", "step", "loss", "batch_acc", "step_ms", "timestamp"]
 SUMMARY_COLUMNS = [
@@ -237,6 +239,7 @@ class TrainRun:
 
     @property
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
         return pd.DataFrame(self.summaries, columns=SUMMARY_COLUMNS)
 
 

@@ -118,3 +118,15 @@ def test_library_call_and_bad_names(capsys):
     assert code == 2 and "factorization, asymmetric, reduction, grouped, all" in err and len(err.splitlines()) == 1
     code, _, err = run(capsys, "compare", "grouped", "--shape", "64,14")
     assert code == 2 and "--shape is C,H,W" in err
+
+
+@pytest.mark.parametrize("case", [c for name in COMPARISONS for c in get_cases(name) if not c.whole_network],
+                         ids=lambda c: c.name)
+def test_dispatch_and_fvcore_count_every_block_alike(case):
+    from convbench.measure.complexity import dispatch_counts, fvcore_counts, materialize
+    for v in case.variants:
+        with torch.device("meta"):
+            meta = v.build(case.shape[0])
+        dispatched = dispatch_counts(meta, (1, *case.shape))
+        traced = fvcore_counts(materialize(meta), (1, *case.shape))
+        assert (dispatched["macs"], dispatched["acts"]) == (traced["macs"], traced["acts"]), v.name

@@ -74,7 +74,7 @@ def test_profile_cli_end_to_end(tmp_path, capsys):
         assert float(r["throughput_img_s"]) > 0 and int(r["peak_mem_train_bytes"]) >= int(r["saved_act_bytes"])
         assert r["device"] == "cpu" and r["dtype"] == "fp32" and r["torch"] == torch.__version__
         assert r["convbench"] == convbench.__version__ and r["threads"] == str(torch.get_num_threads())
-    assert "aten::batch_norm:20" in r18["unsupported_ops"]
+    assert "aten::native_batch_norm:20" in r18["unsupported_ops"] and r18["counter"] == "dispatch"
     records = json.loads((out / "profile.json").read_text())
     assert records[0]["macs"] == 1814073344
     assert (out / "profile.md").read_text().startswith("| model |")
@@ -88,7 +88,7 @@ def test_profile_cli_end_to_end(tmp_path, capsys):
     assert whole.cpu_time_us > 0 and pd.isna(whole.device_time_us)
     trace = json.loads((out / "trace_resnet18_b1.json").read_text())
     assert any(e.get("name") == "module::layer1" for e in trace["traceEvents"])
-    assert "resnet18" in stdout and "written to" in stdout
+    assert "resnet18" in stdout and stdout.rstrip().endswith(f"4 rows: 4 ok -> {out}/profile.csv")
 
 
 def test_static_metrics_library_call(custom_models):
@@ -188,3 +188,16 @@ def test_cache_returns_what_a_fresh_count_returns(tmp_path, monkeypatch):
     fresh = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
     cols = ["params", "macs", "acts", "saved_bytes", "saved_act_bytes", "unsupported_ops"]
     assert first[cols].equals(second[cols]) and first[cols].equals(fresh[cols])
+
+
+def test_the_first_screen_fits_120_columns_with_short_notes_under_the_table(capsys, tmp_path):
+    code, out, err = run(capsys, "profile", "--arch", "resnet18,inception_v3", "--metrics", "static", "--out", str(tmp_path / "s"))
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 120
+    row = next(line for line in lines if line.startswith("inception_v3 "))
+    assert row.rstrip().endswith("partial [1]")
+    assert ("[1] inception_v3 b1 (partial): saved bytes: n/a at batch 1 (a batch norm over a 1x1 grid needs at least 2 "
+            "images to train)") in " ".join(out.split())
+    assert "Expected more than 1 value" not in out
+    assert lines[-1] == f"2 rows: 1 ok, 1 partial (notes above) -> {tmp_path / 's'}/profile.csv"

@@ -32,6 +32,12 @@ def test_report_renders_every_plot(results, capsys):
     assert "Environment" in page and "torch" in page and "resnet18" in page
     summary = (results / "report.md").read_text()
     assert "![roofline](roofline.png)" in summary and "| model |" in summary
+    # numbers right-aligned with thousands separators, text left-aligned, each run's environment shown
+    assert "<td class='num'>11,689,512</td>" in page and "<td class='text'>resnet18</td>" in page
+    assert "<td class='text'>profile</td>" in page  # the folder each row came from
+    assert page.count("<details class='env' open><summary>") == 3
+    for where in ("profile", "compare", "train"):
+        assert f"<summary>{where}: cpu " in page
     assert "not known to convbench" in summary  # a CPU gets no invented roofline ceiling
 
 

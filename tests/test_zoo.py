@@ -4,7 +4,7 @@ import torch
 
 from convbench import UserError, create_model, list_models
 from convbench.measure.complexity import (
-    analytic_counts, build_on_meta, count_params, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
+    analytic_counts, build_on_meta, count_params, dispatch_counts, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
     static_summary,
 )
 
@@ -67,19 +67,49 @@ def test_baseline_lists_no_model_that_is_gone(zoo_counts):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_three_counters_agree_exactly(name):
-    """fvcore's trace, forward hooks and torch's FlopCounterMode count the same MACs, layer convention and all."""
+def test_four_counters_agree_exactly(name):
+    """The dispatch counter (profile's default), fvcore's trace, forward hooks and torch's FlopCounterMode count
+    the same MACs, layer convention and all, and the same activations where they count them."""
     shape = input_shape_for(name)
     hooks = analytic_counts(build_on_meta(name), shape)
     traced = fvcore_counts(materialize(build_on_meta(name)), shape)
-    assert traced["macs"] == hooks["macs"] == flop_counter_macs(build_on_meta(name), shape)
-    assert traced["acts"] == hooks["acts"]
+    dispatched = dispatch_counts(build_on_meta(name), shape)
+    assert dispatched["macs"] == traced["macs"] == hooks["macs"] == flop_counter_macs(build_on_meta(name), shape)
+    assert dispatched["acts"] == traced["acts"] == hooks["acts"]
 
 
 def test_fvcore_reports_what_it_did_not_count():
     traced = fvcore_counts(materialize(build_on_meta("resnet50")), input_shape_for("resnet50"))
     assert traced["unsupported_ops"]["aten::batch_norm"] == 53
     assert traced["unsupported_ops"]["aten::max_pool2d"] == 1
+
+
+def test_the_dispatch_counter_reports_what_it_did_not_count_and_counts_per_module():
+    counted = dispatch_counts(build_on_meta("resnet50"), input_shape_for("resnet50"), by_module=True)
+    assert counted["unsupported_ops"]["aten::native_batch_norm"] == 53
+    assert counted["unsupported_ops"]["aten::max_pool2d_with_indices"] == 1
+    modules = counted["modules"]
+    assert modules[""]["macs"] == counted["macs"] == 4089184256
+    assert modules["layer1"]["macs"] == sum(modules[f"layer1.{i}"]["macs"] for i in range(3))
+    assert modules["fc"] == {"macs": 2048 * 1000, "acts": 1000}
+
+
+def test_a_functional_matmul_is_counted_by_both_op_level_counters():
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Conv2d(3, 8, 1)
+
+        def forward(self, x):
+            q = self.proj(x).flatten(2)                    # N, 8, HW
+            return torch.bmm(q.transpose(1, 2), q).mean()  # N, HW, HW: HW*HW*8 MACs per image
+    shape = (2, 3, 4, 4)
+    with torch.device("meta"):
+        meta = Attention()
+    dispatched = dispatch_counts(meta, shape)
+    traced = fvcore_counts(materialize(Attention()), shape)
+    assert dispatched["macs"] == traced["macs"] == 16 * 3 * 8 + 16 * 16 * 8
+    assert dispatched["acts"] == traced["acts"] == 16 * 8 + 16 * 16
 
 
 @pytest.mark.parametrize("name", ALL)

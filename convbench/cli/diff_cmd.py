@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -13,6 +12,9 @@ from convbench.config import parse_list, parse_percent
 from convbench.diff import DiffResult, diff
 from convbench.errors import UserError
 from convbench.results import to_markdown
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "md", "csv")
 

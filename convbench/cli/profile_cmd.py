@@ -8,9 +8,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.tables import busy_warning, profile_table
+from convbench.cli.tables import LAUNCH_LEGEND, NOISY_LEGEND, busy_warning, closing_line, profile_table
 from convbench.config import ProfileConfig, parse_int_list, parse_list
 from convbench.errors import UserInterrupt
+from convbench.modes import modes_from_flags
 from convbench.runner import run_profile
 
 
@@ -21,16 +22,19 @@ def profile_command(
     batch_size: Annotated[str, typer.Option("--batch-size", "-b", help="Comma list of batch sizes.")] = "1",
     dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA) / bf16.")] = "fp32",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model before warm-up.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model before warm-up (with --cuda-graphs: compile+graphs).")] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the forward in a CUDA graph and time its replays (CUDA only).")] = False,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="Comma list of eager, compile, graphs, compile+graphs: one row per mode, side by side.")] = None,
     cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning.")] = True,
     metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes) or all (adds latency and memory).")] = "all",
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
     min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed work per row when --iters is not given.")] = 1.0,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Override every model's input size.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/latest"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/profile"),
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
+    counter: Annotated[str, typer.Option(help="MACs and activations from: dispatch (meta device, fast) or fvcore (JIT trace).")] = "dispatch",
     isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Measure each model in its own child process (default: on for CUDA, off for the CPU).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds a row may take under --isolate before its child is killed.")] = 900.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
@@ -39,21 +43,28 @@ def profile_command(
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
     config = ProfileConfig(
         arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
-        channels_last=channels_last, compile=compile, cudnn_benchmark=cudnn_benchmark, metrics=metrics,
+        channels_last=channels_last, modes=modes_from_flags(mode, compile, cuda_graphs), cudnn_benchmark=cudnn_benchmark, metrics=metrics,
         warmup=warmup, iters=iters, min_time=min_time, input_size=input_size, out=out, formats=formats, by_layer=by_layer,
-        isolate=isolate, timeout=timeout,
+        counter=counter, isolate=isolate, timeout=timeout,
     )
     with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         def on_row(row: dict[str, Any]) -> None:
-            progress.update(advance=1, description=f"{row['model']} b{row['batch_size']}: {row['status']}")
+            progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
 
-        run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(total=n, description="profiling"))
-    console.print(profile_table(run.frame, config.metrics))
-    warning = busy_warning(run.frame, lambda r: f"{r['model']} b{r['batch_size']}")
+        run = run_profile(config, on_row=on_row,
+                          on_start=lambda n: progress.update(total=n * len(config.run_modes), description="profiling"))
+    table, notes = profile_table(run.frame, config.metrics)
+    console.print(table)
+    if config.metrics == "all":
+        console.print(NOISY_LEGEND, style="dim", highlight=False)
+        if "launch_bound" in run.frame and (run.frame["launch_bound"] == True).any():  # noqa: E712  (NaN on the CPU)
+            console.print(LAUNCH_LEGEND, style="dim", highlight=False)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+    warning = busy_warning(run.frame, lambda r: f"{r['model']} b{r['batch_size']}" + (f" {r['mode']}" if r.get("mode") != "eager" else ""))
     if warning:
         console.print(warning, style="yellow", highlight=False)
-    failed = int((run.frame["status"] != "ok").sum())
-    console.print(f"{len(run.rows)} rows ({failed} not ok) written to {out}/profile.csv", highlight=False)
+    console.print(closing_line(run.frame, f"{out}/profile.csv"), highlight=False)
     if report:
         print_report(out)
     if run.interrupted:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.tables import _num, _scaled
+from convbench.cli.tables import _num, _scaled, _status_cell, closing_line
 from convbench.errors import UserError, UserInterrupt
 from convbench.train import TrainConfig, run_train
 
@@ -30,7 +30,7 @@ def train_command(
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between loss lines and the window of final loss/accuracy.")] = 10,
     compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results/train"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/train"),
     isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Train each network in its own child process (default: on for CUDA with several networks).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds an isolated run may go without a step before it is killed.")] = 1800.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
@@ -46,16 +46,25 @@ def train_command(
                 console.print(f"{row['run']} step {row['step']}: loss {row['loss']:.4f}, batch acc {row['batch_acc']:.3f}", highlight=False)
 
         run = run_train(config, on_step=on_step)
-    table = Table(title="training runs", title_justify="left")
-    for col in ("run", "procs", "step p50 ms", "img/s", "aggregate img/s", "scaling", "peak MiB", "loss first→last", "train acc", "held-out acc", "status"):
+    table = Table(title="training runs", title_justify="left", box=None, pad_edge=False, collapse_padding=True,
+                  header_style="bold underline")
+    window = f"last {log_every}"
+    columns = ("run", "procs", "step p50 ms", "img/s", "aggregate img/s", "scaling", "peak MiB",
+               f"loss: step 1 -> mean of {window}", f"train acc, {window}", "held-out acc", "status")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("run", "status") else "right")
+    notes: list[str] = []
     for r in run.frame.to_dict("records"):
         table.add_row(str(r["run"]), str(r["nproc"]), _num(r["step_ms_p50"], ".1f"), _num(r["images_per_s"], ".1f"),
                       _num(r["aggregate_images_per_s"], ".1f"), _num(r["scaling_efficiency"], ".2f"), _num(_scaled(r["peak_mem_train_bytes"], 2**20), ".1f"),
-                      f"{_num(r['first_loss'], '.3f')}→{_num(r['final_loss'], '.3f')}", _num(r["final_train_acc"], ".3f"),
-                      _num(r["heldout_acc"], ".3f"), r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}")
+                      f"{_num(r['first_loss'], '.3f')} -> {_num(r['final_loss'], '.3f')}", _num(r["final_train_acc"], ".3f"),
+                      _num(r["heldout_acc"], ".3f"), _status_cell(r, notes, str(r["run"])))
     console.print(table)
-    console.print(f"per-step rows in {out}/train_steps.csv, one summary row per run in {out}/train.csv", highlight=False)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+    console.print(f"step lines above show one step's loss; the table's last loss and train accuracy are means over the {window} steps",
+                  style="dim", highlight=False)
+    console.print(closing_line(run.frame, f"{out}/train.csv") + f" (per-step rows in {out}/train_steps.csv)", highlight=False)
     if report:
         print_report(out)
     if run.interrupted:

@@ -12,9 +12,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import pandas as pd
 
 from convbench.config import prepare_out_dir, validate_device
 from convbench.errors import UserError
@@ -22,6 +21,9 @@ from convbench.gate import record as records
 from convbench.gate import trees, verdict
 from convbench.gate.paired import Pairs, Side, Worker, WorkerError, lockstep, shared_cpu
 from convbench.results import to_markdown
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SLOWDOWN_ENV = "CONVBENCH_SUITE_SLOWDOWN"
 

@@ -13,11 +13,13 @@ shared machine only ever adds time and the fastest round is the figure both side
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import pandas as pd
 
 from convbench.measure.paired import median_ci
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GATE_COLUMNS = ["benchmark", "base_min", "head_min", "ratio", "ci_low", "ci_high", "pairs", "limit", "verdict", "note"]
 
@@ -46,6 +48,7 @@ def head_figures(pairs: dict[str, list]) -> dict[str, float]:
 
 
 def judge_pairs(pairs: dict[str, list], fail_above: float, skipped: dict[str, str] | None = None) -> pd.DataFrame:
+    import pandas as pd
     limit = 1 + fail_above
     rows = []
     for name in sorted(pairs):
@@ -62,6 +65,7 @@ def judge_pairs(pairs: dict[str, list], fail_above: float, skipped: dict[str, st
 
 
 def judge_mins(base: dict[str, float], head: dict[str, float], fail_above: float) -> pd.DataFrame:
+    import pandas as pd
     limit = 1 + fail_above
     rows = []
     for name in sorted(set(base) | set(head)):

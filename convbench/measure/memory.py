@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from torch import nn
 from convbench.config import DTYPES, autocast
 from convbench.errors import error_text
 from convbench.measure.complexity import materialize
+from convbench.measure.meta import fast_batch_norm
 from convbench.specs import ModelSpec
 
 
@@ -61,9 +63,10 @@ def count_saved_bytes(model: nn.Module, x: torch.Tensor, autocast_dtype: torch.d
 
     was_training = model.training
     model.train()
+    meta = x.device.type == "meta"
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, unpack), torch.enable_grad(), \
-                autocast(x.device.type if x.device.type != "meta" else "cpu", autocast_dtype):
+                autocast(x.device.type if not meta else "cpu", autocast_dtype), fast_batch_norm() if meta else contextlib.nullcontext():
             model(x)
     finally:
         model.train(was_training)
@@ -82,7 +85,7 @@ def saved_bytes(spec: ModelSpec, batch_size: int, dtype: str = "fp32", device: s
         model = materialize(spec.build("meta"), device)
         return count_saved_bytes(model, torch.zeros(shape, device=device), low_precision)
     if low_precision is None:
-        return count_saved_bytes(spec.build("meta"), torch.zeros(shape, device="meta"))
+        return count_saved_bytes(spec.meta(), torch.zeros(shape, device="meta"))
     return count_saved_bytes(materialize(spec.build("meta")), torch.zeros(shape), low_precision)
 
 

@@ -11,14 +11,16 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
 import torch
 from torch import nn
 
 from convbench.errors import error_text
 from convbench.measure import timing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUSES = ("pass", "warn", "fail", "skip")
 
@@ -304,6 +306,7 @@ class SelfcheckResult:
 
     @property
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
         return pd.DataFrame([c.__dict__ for c in self.checks], columns=["name", "status", "figure", "tolerance", "note"])
 
     @property
