@@ -8,24 +8,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
 import torch
 from torch import nn
 
 from convbench.comparisons import Case, get_cases
-from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run
+from convbench.config import DTYPES, from_payload, prepare_out_dir, to_payload, validate_counter, validate_run
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
-from convbench.measure import complexity, host_load, memory
+from convbench import modes
+from convbench.measure import complexity, device_time, host_load, memory
+from convbench.measure.device_time import LAUNCH_BOUND
 from convbench.measure.paired import median_ci, paired_times
 from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now, run_context
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 COMPARE_COLUMNS = [
-    "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "status", "error",
-    "params", "macs", "acts", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
-    "ratio_ci_high", "saving_realized", "verdict", "latency_ms_p50", "pairs", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
+    "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "mode", "status", "error",
+    "params", "macs", "acts", "counter", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
+    "ratio_ci_high", "device_ms", "gpu_busy", "launch_bound", "device_ratio", "saving_realized", "verdict", "latency_ms_p50", "pairs", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
     "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", "row_id", *CONTEXT_COLUMNS,
 ]
 
@@ -42,6 +46,8 @@ class CompareConfig:
     pairs: int = 15
     out: Path | None = None
     formats: tuple[str, ...] = ("csv", "md")
+    mode: str = "eager"                # eager, compile, graphs or compile+graphs (convbench.modes)
+    counter: str = "dispatch"          # MACs and activations: dispatch (meta device) or fvcore
     isolate: bool | None = None        # whole-network cases in a child process; None: on for CUDA
     timeout: float = 900.0             # seconds an isolated case may stay silent before its child is killed
 
@@ -49,6 +55,8 @@ class CompareConfig:
         validate_run(self.device, self.batch_sizes, self.dtype, self.formats)
         if not self.timeout > 0:
             raise UserError("--timeout must be positive")
+        validate_counter(self.counter)
+        modes.validate_modes((self.mode,), self.device)
         if self.pairs < 3:
             raise UserError("--pairs must be at least 3")
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
@@ -59,18 +67,29 @@ class CompareConfig:
         return self.device.startswith("cuda") if self.isolate is None else self.isolate
 
 
-def verdict(counted: float, measured: float) -> tuple[float, str]:
-    """How much of the counted MAC change shows up in the measured time."""
-    if measured is None or math.isnan(measured):
-        return float("nan"), ""
+def _judge(counted: float, measured: float, what: str) -> tuple[float, str]:
     if abs(counted - 1) < 0.02:
-        return float("nan"), f"equal MACs; {measured:.2f}x the time"
+        return float("nan"), f"equal MACs; {measured:.2f}x the {what}"
     realized = (1 - measured) / (1 - counted)
     if counted < 1:
         if measured >= 1:
-            return realized, f"no speed-up: {measured:.2f}x the time for {counted:.2f}x the MACs"
-        return realized, f"{min(realized, 9.99):.0%} of the MAC saving realised ({measured:.2f}x time for {counted:.2f}x MACs)"
-    return realized, f"{measured:.2f}x the time for {counted:.2f}x the MACs"
+            return realized, f"no speed-up: {measured:.2f}x the {what} for {counted:.2f}x the MACs"
+        return realized, f"{min(realized, 9.99):.0%} of the MAC saving realised ({measured:.2f}x {what} for {counted:.2f}x MACs)"
+    return realized, f"{measured:.2f}x the {what} for {counted:.2f}x the MACs"
+
+
+def verdict(counted: float, measured: float, device_ratio: float | None = None,
+            gpu_busy: float | None = None) -> tuple[float, str]:
+    """How much of the counted MAC change shows up in the measured time. Where the baseline or the variant is
+    launch-bound (`gpu_busy`, the lower of the two, below LAUNCH_BOUND), the latency measures the host launching
+    kernels, not the design: the verdict says so and judges on the GPU's own time, the device-time ratio."""
+    if measured is None or math.isnan(measured):
+        return float("nan"), ""
+    bound = gpu_busy is not None and not math.isnan(gpu_busy) and gpu_busy < LAUNCH_BOUND
+    if bound and device_ratio is not None and not math.isnan(device_ratio):
+        realized, text = _judge(counted, device_ratio, "device time")
+        return realized, f"launch-bound: GPU busy {gpu_busy:.0%}; device-time ratio {device_ratio:.2f}: {text}"
+    return _judge(counted, measured, "time")
 
 
 def _ratio(a: Any, b: Any) -> float:
@@ -87,6 +106,7 @@ class CompareRun:
 
     @property
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
         return pd.DataFrame(self.rows, columns=COMPARE_COLUMNS)
 
 
@@ -94,10 +114,10 @@ def _shape_for(case: Case, config: CompareConfig) -> tuple[int, int, int]:
     return case.shape if case.whole_network or config.shape is None else config.shape
 
 
-def _counts(build: Callable[[], nn.Module], shape: tuple[int, int, int], batch_size: int) -> dict[str, Any]:
+def _counts(build: Callable[[], nn.Module], shape: tuple[int, int, int], batch_size: int, counter: str) -> dict[str, Any]:
     with torch.device("meta"):
         meta = build()
-    traced = complexity.fvcore_counts(complexity.materialize(meta), (1, *shape))
+    traced = complexity.count(meta, (1, *shape), counter)
     with torch.device("meta"):
         saved = memory.count_saved_bytes(build(), torch.zeros(batch_size, *shape, device="meta"))
     return {"params": complexity.count_params(meta), "macs": traced["macs"], "acts": traced["acts"],
@@ -121,9 +141,10 @@ def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -
     return diffs
 
 
-def _variant_row(case: Case, variant, shape: tuple[int, int, int], bs: int, context: dict[str, Any]) -> dict[str, Any]:
+def _variant_row(case: Case, variant, shape: tuple[int, int, int], bs: int, context: dict[str, Any],
+                 config: CompareConfig) -> dict[str, Any]:
     return {"comparison": case.comparison, "case": case.name, "variant": variant.name, "baseline": case.variants[0].name,
-            "claim": case.claim, "input_shape": "x".join(map(str, shape)), "batch_size": bs,
+            "claim": case.claim, "input_shape": "x".join(map(str, shape)), "batch_size": bs, "mode": config.mode,
             "claimed_ratio": variant.claimed_ratio, **context}
 
 
@@ -134,9 +155,9 @@ def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, An
     base_name = case.variants[0].name
     rows = []
     for v in case.variants:
-        row = _variant_row(case, v, shape, bs, context)
+        row = _variant_row(case, v, shape, bs, context, config)
         try:
-            row.update(_counts(lambda: v.build(channels), shape, bs))
+            row.update(_counts(lambda: v.build(channels), shape, bs, config.counter), counter=config.counter)
             row["status"] = "ok"
         except Exception as exc:
             row.update(status="error", error=f"counting failed: {error_text(exc)}")
@@ -166,7 +187,10 @@ def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, An
         row["params_ratio"] = _ratio(base.get("params"), row.get("params"))
         row["saved_act_ratio"] = _ratio(base.get("saved_act_bytes"), row.get("saved_act_bytes"))
         row["peak_mem_ratio"] = _ratio(base.get("peak_mem_infer_bytes"), row.get("peak_mem_infer_bytes"))
-        row["saving_realized"], row["verdict"] = verdict(row["counted_ratio"], row.get("measured_ratio", float("nan")))
+        row["device_ratio"] = _ratio(base.get("device_ms"), row.get("device_ms"))
+        busy = [b for b in (base.get("gpu_busy"), row.get("gpu_busy")) if b is not None]
+        row["saving_realized"], row["verdict"] = verdict(row["counted_ratio"], row.get("measured_ratio", float("nan")),
+                                                         row["device_ratio"], min(busy) if busy else None)
         if row["variant"] == base_name:
             row["verdict"] = "baseline"
         row["timestamp"] = now()
@@ -177,12 +201,9 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
     device = torch.device(config.device)
     dtype = DTYPES[config.dtype]
 
-    def runner(module: nn.Module) -> Callable[[], Any]:
-        def run() -> Any:
-            with torch.inference_mode(), autocast(device.type, dtype):
-                return module(x)
-        return run
-
+    forwards = {name: modes.prepare(torch.compile(m) if config.mode == "compile" else m, x,
+                                    "eager" if config.mode == "compile" else config.mode, device, dtype, config.warmup)
+                for name, m in modules.items()}
     base_name = case.variants[0].name
     base_times: list[float] = []
     for row in rows:
@@ -190,7 +211,7 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
         if name == base_name:
             continue
         start = host_load.snapshot()
-        pairs = paired_times(runner(modules[base_name]), runner(modules[name]), device, config.warmup, config.pairs)
+        pairs = paired_times(forwards[base_name], forwards[name], device, config.warmup, config.pairs)
         row.update(host_load.load_columns(start, host_load.snapshot()))
         base_times += [a for a, _ in pairs]
         ratio, lo, hi = median_ci([b / a for a, b in pairs])
@@ -205,9 +226,13 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
                    _samples=[{"latency_ms": a} for a in base_times])
     if device.type == "cuda":
         for row in rows:
+            forward = forwards[row["variant"]]
+            # A graph replay's event-timed span is the GPU's own time; otherwise the profiler's kernel sum.
+            device_ms = row["latency_ms_p50"] if config.mode in modes.CUDA_ONLY else device_time.kernel_time_ms(forward, device)
+            row.update(device_time.busy_columns(device_ms, row["latency_ms_p50"]))
             peaks = memory.cuda_peaks(modules[row["variant"]], x, dtype)
             row["peak_mem_infer_bytes"] = peaks["peak_mem_infer_bytes"]
-    else:
+    else:  # empty with its reason in the CSV; on screen the CLI says it once, under the tables
         for row in rows:
             row["error"] = "; ".join(filter(None, [row.get("error"), "CPU peak memory is not measured for blocks (saved_act_ratio is exact)"]))
 
@@ -228,14 +253,14 @@ def _isolated_case_rows(case: Case, bs: int, config: CompareConfig, context: dic
     if len(rows) == len(case.variants):
         return rows
     shape = _shape_for(case, config)
-    return [{**_variant_row(case, v, shape, bs, context), "status": "error", "error": child.end.describe(), "timestamp": now()}
+    return [{**_variant_row(case, v, shape, bs, context, config), "status": "error", "error": child.end.describe(), "timestamp": now()}
             for v in case.variants]
 
 
 def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> CompareRun:
     cases = get_cases(config.name)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
-    context = run_context(config.device, config.dtype, config.channels_last, False, torch.backends.cudnn.benchmark)
+    context = run_context(config.device, config.dtype, config.channels_last, "compile" in config.mode, torch.backends.cudnn.benchmark)
     env = {**environment(config.device), "config": config.__dict__}
     with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row) as sink:
         for case in cases:
