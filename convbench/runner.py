@@ -1,7 +1,7 @@
 """Expands models x batch sizes into rows and measures them; a failure becomes a row, never the end of a sweep.
 
 Model-level counts (params, MACs, activations) are taken once per model from a meta-device build and one
-fvcore trace; batch-level figures (saved bytes, timing, memory) once per row."""
+counted forward on the meta device; batch-level figures (saved bytes, timing, memory) once per row."""
 from __future__ import annotations
 
 import contextlib

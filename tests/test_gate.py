@@ -3,7 +3,6 @@ proof that a deliberate slowdown is caught, and its errors. No timing is asserte
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -2,7 +2,6 @@
 and its bad input. The real CPU battery runs in CI (.ci/run: selfcheck --quick)."""
 from __future__ import annotations
 
-import statistics
 
 import pytest
 import torch

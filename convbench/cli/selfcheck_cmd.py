@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from convbench.cli.app import app, console
 from convbench.config import parse_list, prepare_out_dir
