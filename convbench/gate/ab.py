@@ -119,7 +119,8 @@ class _Gate:
             base.close()
             head.close()
         total = sum(len(pairs[n][-1]) for n in names if n in pairs)
-        self.say(f"{label}: {len(names)} benchmarks, {total} paired rounds in {time.perf_counter() - started:.0f} s")
+        self.say(f"{label}: {len(names)} benchmark{'' if len(names) == 1 else 's'}, {total} paired rounds in "
+                 f"{time.perf_counter() - started:.0f} s")
         return names
 
 
