@@ -201,9 +201,7 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
     device = torch.device(config.device)
     dtype = DTYPES[config.dtype]
 
-    forwards = {name: modes.prepare(torch.compile(m) if config.mode == "compile" else m, x,
-                                    "eager" if config.mode == "compile" else config.mode, device, dtype, config.warmup)
-                for name, m in modules.items()}
+    forwards = {name: modes.prepare(m, x, config.mode, device, dtype, config.warmup) for name, m in modules.items()}
     base_name = case.variants[0].name
     base_times: list[float] = []
     for row in rows:

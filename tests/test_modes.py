@@ -91,3 +91,10 @@ def test_graphs_replay_matches_eager_and_carries_device_time():
     x = torch.randn(2, 3, 16, 16, device="cuda")
     with torch.inference_mode():
         assert torch.allclose(prepare(model, x, "graphs", torch.device("cuda"))(), model(x))
+
+
+def test_compare_runs_a_compiled_mode_and_says_so_in_every_row():
+    from convbench.compare import compare
+    frame = compare("reduction", shape=(8, 9, 9), pairs=3, warmup=1, mode="compile")
+    assert list(frame["mode"]) == ["compile"] * 3 and list(frame["compile"]) == [True] * 3
+    assert (frame["measured_ratio"] > 0).all() and frame["device_ratio"].isna().all()
