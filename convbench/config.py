@@ -15,11 +15,12 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 FORMATS = ("csv", "json", "md", "parquet")
 
 
-def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast to `dtype` on `device_type`; fp32 (or None) runs as written."""
+def autocast(device_type: str, dtype: torch.dtype | None, cache_enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on `device_type`; fp32 (or None) runs as written. CUDA-graph capture needs
+    cache_enabled=False (PyTorch's CUDA-graphs notes)."""
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type, dtype=dtype)
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=cache_enabled)
 METRICS = ("static", "all")
 
 

@@ -11,12 +11,12 @@ On a GPU a small forward is mostly the host launching kernels; graphs remove tha
 input, replay; autocast's weight cache is off during capture, as those notes require."""
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from convbench.config import autocast
 from convbench.errors import UserError
 
 MODES = ("eager", "compile", "graphs", "compile+graphs")
@@ -43,12 +43,6 @@ def modes_from_flags(mode: str | None, compile: bool, cuda_graphs: bool) -> tupl
     return ("compile",) if compile else ("eager",)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True) -> contextlib.AbstractContextManager:
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
-
-
 def prepare(model: nn.Module, x: torch.Tensor, mode: str, device: torch.device, dtype: torch.dtype | None = None,
             warmup: int = 3) -> Callable[[], Any]:
     """A no-argument forward of `model` on `x` in `mode`, under inference mode and autocast to `dtype`."""
@@ -56,7 +50,7 @@ def prepare(model: nn.Module, x: torch.Tensor, mode: str, device: torch.device, 
         module = torch.compile(model) if mode == "compile" else model
 
         def forward() -> Any:
-            with torch.inference_mode(), _autocast(device, dtype):
+            with torch.inference_mode(), autocast(device.type, dtype):
                 return module(x)
         return forward
     if device.type != "cuda":
@@ -65,7 +59,7 @@ def prepare(model: nn.Module, x: torch.Tensor, mode: str, device: torch.device, 
         module = torch.compile(model, mode="reduce-overhead")
 
         def forward() -> Any:
-            with torch.inference_mode(), _autocast(device, dtype):
+            with torch.inference_mode(), autocast(device.type, dtype):
                 return module(x)
         return forward
     return capture_graph(model, x, device, dtype, warmup)
@@ -76,12 +70,12 @@ def capture_graph(model: nn.Module, x: torch.Tensor, device: torch.device, dtype
     static_x = x.clone()
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side), torch.inference_mode(), _autocast(device, dtype, cache=False):
+    with torch.cuda.stream(side), torch.inference_mode(), autocast(device.type, dtype, cache_enabled=False):
         for _ in range(max(1, warmup)):  # cuDNN autotuning and lazy initialisation happen here, not in the graph
             model(static_x)
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.inference_mode(), _autocast(device, dtype, cache=False):
+    with torch.cuda.graph(graph), torch.inference_mode(), autocast(device.type, dtype, cache_enabled=False):
         static_out = model(static_x)
 
     def replay() -> Any:

@@ -24,7 +24,7 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
-def _status_cell(r: dict[str, Any], notes: list[str], label: str) -> str:
+def status_cell(r: dict[str, Any], notes: list[str], label: str) -> str:
     """'ok', or the status with a note number; the note itself goes under the table."""
     if r["status"] == "ok":
         return "ok"
@@ -58,7 +58,7 @@ def profile_table(df: pd.DataFrame, metrics: str) -> tuple[Table, list[str]]:
             if show_busy:
                 cells.append(_num(r["gpu_busy"], ".0%") + ("!" if r.get("launch_bound") is True else ""))
             cells += [_mib(r["peak_mem_infer_bytes"]), _mib(r["peak_mem_train_bytes"])]
-        cells.append(_status_cell(r, notes, f"{r['model']} b{r['batch_size']}"))
+        cells.append(status_cell(r, notes, f"{r['model']} b{r['batch_size']}"))
         table.add_row(*cells)
     return table, notes
 
@@ -99,7 +99,7 @@ def compare_tables(df: pd.DataFrame) -> tuple[list[Table], list[str]]:
             measured = _ratio_cell(r["measured_ratio"])
             if r["variant"] != r["baseline"] and isinstance(r["ratio_ci_low"], float) and not math.isnan(r["ratio_ci_low"]):
                 measured += f" ({r['ratio_ci_low']:.2f}-{r['ratio_ci_high']:.2f})"
-            verdict = r["verdict"] if r["status"] == "ok" else _status_cell(r, notes, f"{case}: {r['variant']} b{bs}")
+            verdict = r["verdict"] if r["status"] == "ok" else status_cell(r, notes, f"{case}: {r['variant']} b{bs}")
             if isinstance(r.get("max_abs_diff"), float) and not math.isnan(r["max_abs_diff"]):
                 verdict += f"; same output as baseline within {r['max_abs_diff']:.1e}"
             extra = [_ratio_cell(r["device_ratio"]), _num(r["gpu_busy"], ".0%")] if device else []

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.tables import _num, _scaled, _status_cell, closing_line
+from convbench.cli.tables import _num, _scaled, status_cell, closing_line
 from convbench.errors import UserError, UserInterrupt
 from convbench.train import TrainConfig, run_train
 
@@ -58,7 +58,7 @@ def train_command(
         table.add_row(str(r["run"]), str(r["nproc"]), _num(r["step_ms_p50"], ".1f"), _num(r["images_per_s"], ".1f"),
                       _num(r["aggregate_images_per_s"], ".1f"), _num(r["scaling_efficiency"], ".2f"), _num(_scaled(r["peak_mem_train_bytes"], 2**20), ".1f"),
                       f"{_num(r['first_loss'], '.3f')} -> {_num(r['final_loss'], '.3f')}", _num(r["final_train_acc"], ".3f"),
-                      _num(r["heldout_acc"], ".3f"), _status_cell(r, notes, str(r["run"])))
+                      _num(r["heldout_acc"], ".3f"), status_cell(r, notes, str(r["run"])))
     console.print(table)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", highlight=False, markup=False)

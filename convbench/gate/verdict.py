@@ -13,7 +13,7 @@ shared machine only ever adds time and the fastest round is the figure both side
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 
 from convbench.measure.paired import median_ci
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GATE_COLUMNS = ["benchmark", "base_min", "head_min", "ratio", "ci_low", "ci_high", "pairs", "limit", "verdict", "note"]
-
-
-def fastest(runs: Iterable[dict[str, float]]) -> dict[str, float]:
-    best: dict[str, float] = {}
-    for mins in runs:
-        for name, value in mins.items():
-            best[name] = min(value, best.get(name, math.inf))
-    return best
 
 
 def _one_sided(name: str, base: float | None, head: float | None, limit: float, note: str = "") -> dict:

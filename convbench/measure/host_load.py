@@ -67,14 +67,3 @@ def load_average() -> tuple[float, float, float] | None:
     except OSError:
         return None
 
-
-def runnable_threads() -> int | None:
-    """Threads runnable right now on the whole machine (this one included), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("procs_running"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
