@@ -8,6 +8,8 @@ each call versus blocks of back-to-back calls), and the script says so.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import torch
 
@@ -27,13 +29,16 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=0.5, help="per round and side")
+    parser.add_argument("--input-size", type=int, default=None, help="default: the model's own")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     model = create_model(args.model).to(device).eval()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    size = 299 if args.model.startswith("inception_v3") else 224
+    size = args.input_size or (299 if args.model.startswith("inception_v3") else 224)
+    results = []
     for batch in (int(b) for b in args.batch_size.split(",")):
         x = torch.randn(batch, 3, size, size, device=device)
         if args.channels_last:
@@ -43,6 +48,11 @@ def main() -> None:
         print(f"{args.model} b{batch} {args.dtype}{' channels_last' if args.channels_last else ''} on "
               f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}: convbench p50 {ours:.3f} ms, "
               f"blocked_autorange {theirs:.3f} ms, ratio {ratio:.3f}", flush=True)
+        results.append({"model": args.model, "batch_size": batch, "input_size": size, "dtype": args.dtype,
+                        "channels_last": args.channels_last, "device": args.device, "convbench_p50_ms": ours,
+                        "blocked_autorange_ms": theirs, "ratio": ratio})
+        if args.out:  # after every batch size: a call cut short keeps what finished
+            args.out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,20 +14,21 @@ import torch
 from torch import nn
 
 from convbench.comparisons import Case, get_cases
-from convbench.config import DTYPES, from_payload, prepare_out_dir, to_payload, validate_counter, validate_run
+from convbench.config import (DTYPES, from_payload, prepare_out_dir, to_payload, validate_counter, validate_run,
+                              validate_threads)
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
-from convbench import modes
+from convbench import modes, settings
 from convbench.measure import complexity, device_time, host_load, memory
 from convbench.measure.device_time import LAUNCH_BOUND
 from convbench.measure.paired import median_ci, paired_times
-from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now, run_context
+from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now
 
 if TYPE_CHECKING:
     import pandas as pd
 
 COMPARE_COLUMNS = [
-    "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "mode", "status", "error",
+    "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "mode", "status", "error", "note",
     "params", "macs", "acts", "counter", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
     "ratio_ci_high", "device_ms", "gpu_busy", "launch_bound", "device_ratio", "saving_realized", "verdict", "latency_ms_p50", "pairs", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
     "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", "row_id", *CONTEXT_COLUMNS,
@@ -47,6 +48,9 @@ class CompareConfig:
     out: Path | None = None
     formats: tuple[str, ...] = ("csv", "md")
     mode: str = "eager"                # eager, compile, graphs or compile+graphs (convbench.modes)
+    cudnn_benchmark: bool = True       # applied by the process that measures (convbench.settings)
+    tf32: bool | None = None           # None: PyTorch's defaults (fp32 matmuls, TF32 cuDNN convolutions)
+    threads: int | None = None
     counter: str = "dispatch"          # MACs and activations: dispatch (meta device) or fvcore
     isolate: bool | None = None        # whole-network cases in a child process; None: on for CUDA
     timeout: float = 900.0             # seconds an isolated case may stay silent before its child is killed
@@ -57,6 +61,7 @@ class CompareConfig:
             raise UserError("--timeout must be positive")
         validate_counter(self.counter)
         modes.validate_modes((self.mode,), self.device)
+        validate_threads(self.threads)
         if self.pairs < 3:
             raise UserError("--pairs must be at least 3")
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
@@ -125,13 +130,15 @@ def _counts(build: Callable[[], nn.Module], shape: tuple[int, int, int], batch_s
 
 
 def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
-    """For the ResNeXt forms: map (c)'s weights into (a) and (b) and compare outputs."""
+    """For the ResNeXt forms: map (c)'s weights into (a) and (b) and compare outputs. In full fp32 on every device
+    (TF32 off for the check): with TF32 a GPU's convolutions round to 10 bits of mantissa and the forms would
+    differ by about 1e-2, which says nothing about whether they compute the same function."""
     from convbench.blocks.resnext import GroupedBottleneck, load_from_grouped
     base = variants[case.variants[0].name]
     if not isinstance(base, GroupedBottleneck):
         return {}
     diffs = {}
-    with torch.no_grad():
+    with torch.no_grad(), settings.applied(settings.FullFp32(x.device.type)):
         ref = base(x.float())
         for name, module in variants.items():
             if module is base or not hasattr(module, "paths"):
@@ -141,21 +148,24 @@ def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -
     return diffs
 
 
-def _variant_row(case: Case, variant, shape: tuple[int, int, int], bs: int, context: dict[str, Any],
-                 config: CompareConfig) -> dict[str, Any]:
+def _context(config: CompareConfig) -> dict[str, Any]:
+    return settings.live_context(config.device, config.dtype, config.channels_last, "compile" in config.mode)
+
+
+def _variant_row(case: Case, variant, shape: tuple[int, int, int], bs: int, config: CompareConfig) -> dict[str, Any]:
     return {"comparison": case.comparison, "case": case.name, "variant": variant.name, "baseline": case.variants[0].name,
             "claim": case.claim, "input_shape": "x".join(map(str, shape)), "batch_size": bs, "mode": config.mode,
-            "claimed_ratio": variant.claimed_ratio, **context}
+            "claimed_ratio": variant.claimed_ratio}
 
 
-def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, Any]) -> list[dict[str, Any]]:
+def _case_rows(case: Case, bs: int, config: CompareConfig) -> list[dict[str, Any]]:
     shape = _shape_for(case, config)
     channels = shape[0]
     device = torch.device(config.device)
     base_name = case.variants[0].name
     rows = []
     for v in case.variants:
-        row = _variant_row(case, v, shape, bs, context, config)
+        row = _variant_row(case, v, shape, bs, config)
         try:
             row.update(_counts(lambda: v.build(channels), shape, bs, config.counter), counter=config.counter)
             row["status"] = "ok"
@@ -193,7 +203,7 @@ def _case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, An
                                                          row["device_ratio"], min(busy) if busy else None)
         if row["variant"] == base_name:
             row["verdict"] = "baseline"
-        row["timestamp"] = now()
+        row.update(_context(config), timestamp=now())
     return rows
 
 
@@ -224,47 +234,47 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
                    _samples=[{"latency_ms": a} for a in base_times])
     if device.type == "cuda":
         for row in rows:
-            forward = forwards[row["variant"]]
-            # A graph replay's event-timed span is the GPU's own time; otherwise the profiler's kernel sum.
-            device_ms = row["latency_ms_p50"] if config.mode in modes.CUDA_ONLY else device_time.kernel_time_ms(forward, device)
-            row.update(device_time.busy_columns(device_ms, row["latency_ms_p50"]))
-            peaks = memory.cuda_peaks(modules[row["variant"]], x, dtype)
-            row["peak_mem_infer_bytes"] = peaks["peak_mem_infer_bytes"]
-    else:  # empty with its reason in the CSV; on screen the CLI says it once, under the tables
+            row.update(device_time.device_columns(forwards[row["variant"]], device, row["latency_ms_p50"]))
+            row["peak_mem_infer_bytes"] = memory.cuda_peaks(modules[row["variant"]], x, dtype, train=False)["peak_mem_infer_bytes"]
+    else:  # empty with its reason; on screen the CLI says it once, under the tables
         for row in rows:
-            row["error"] = "; ".join(filter(None, [row.get("error"), "CPU peak memory is not measured for blocks (saved_act_ratio is exact)"]))
+            row["note"] = "; ".join(filter(None, [row.get("note"), CPU_MEMORY_NOTE]))
+
+
+CPU_MEMORY_NOTE = "CPU peak memory is not measured for blocks (saved_act_ratio is exact)"
 
 
 def compare_case_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
-    """The child's half of --isolate: one case at one batch size (convbench.isolate)."""
+    """The child's half of --isolate: one case at one batch size (convbench.isolate), under the settings it
+    applies itself."""
     config = from_payload(CompareConfig, payload["config"], isolate=False)
     case = next(c for c in get_cases(config.name) if c.name == payload["case"])
     send({"stage": "measuring", "key": payload["batch_size"]})
-    for row in _case_rows(case, payload["batch_size"], config, payload["context"]):
-        send({"row": row})
+    with settings.applied(config):
+        for row in _case_rows(case, payload["batch_size"], config):
+            send({"row": row})
 
 
-def _isolated_case_rows(case: Case, bs: int, config: CompareConfig, context: dict[str, Any]) -> list[dict[str, Any]]:
+def _isolated_case_rows(case: Case, bs: int, config: CompareConfig) -> list[dict[str, Any]]:
     child = Child("convbench.compare:compare_case_child",
-                  {"config": to_payload(config), "case": case.name, "batch_size": bs, "context": context}, config.timeout)
+                  {"config": to_payload(config), "case": case.name, "batch_size": bs}, config.timeout)
     rows = list(child.rows())
     if len(rows) == len(case.variants):
         return rows
     shape = _shape_for(case, config)
-    return [{**_variant_row(case, v, shape, bs, context, config), "status": "error", "error": child.end.describe(), "timestamp": now()}
-            for v in case.variants]
+    return [{**_variant_row(case, v, shape, bs, config), **_context(config), "status": "error", "error": child.end.describe(),
+             "timestamp": now()} for v in case.variants]
 
 
 def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> CompareRun:
     cases = get_cases(config.name)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
-    context = run_context(config.device, config.dtype, config.channels_last, "compile" in config.mode, torch.backends.cudnn.benchmark)
     env = {**environment(config.device), "config": config.__dict__}
-    with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row) as sink:
+    with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row) as sink, settings.applied(config):
         for case in cases:
             for bs in config.batch_sizes:
                 isolated = config.isolated and case.whole_network
-                for row in (_isolated_case_rows if isolated else _case_rows)(case, bs, config, context):
+                for row in (_isolated_case_rows if isolated else _case_rows)(case, bs, config):
                     sink.add(row)
     return CompareRun(sink.rows, sink.interrupted)
 

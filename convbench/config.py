@@ -32,7 +32,9 @@ class ProfileConfig:
     dtype: str = "fp32"
     channels_last: bool = False
     compile: bool = False              # shorthand for modes=("compile",)
-    cudnn_benchmark: bool = True
+    cudnn_benchmark: bool = True       # these three are applied by the process that measures (convbench.settings)
+    tf32: bool | None = None           # None: PyTorch's defaults (fp32 matmuls, TF32 cuDNN convolutions)
+    threads: int | None = None         # None: torch's default
     metrics: str = "all"
     modes: tuple[str, ...] | None = None  # eager, compile, graphs, compile+graphs (convbench.modes)
     warmup: int = 5
@@ -62,6 +64,7 @@ class ProfileConfig:
         if not self.timeout > 0:
             raise UserError("--timeout must be positive")
         validate_counter(self.counter)
+        validate_threads(self.threads)
         from convbench.modes import validate_modes
         validate_modes(self.run_modes, self.device)
 
@@ -86,6 +89,11 @@ def validate_run(device: str, batch_sizes: tuple[int, ...], dtype: str, formats:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UserError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+
+
+def validate_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
 
 
 def validate_counter(counter: str) -> None:

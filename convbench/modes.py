@@ -1,9 +1,10 @@
 """Execution modes: how a model's forward is run when it is timed.
 
 - eager: the module as written;
-- compile: torch.compile(module), default mode;
+- compile: torch.compile(module, dynamic=False), default mode, compiled afresh for each row (batch size);
 - graphs: the forward captured once in a CUDA graph and replayed (CUDA only);
-- compile+graphs: torch.compile(module, mode="reduce-overhead"), which captures CUDA graphs itself (CUDA only).
+- compile+graphs: torch.compile(module, mode="reduce-overhead", dynamic=False), which captures CUDA graphs itself
+  (CUDA only).
 
 On a GPU a small forward is mostly the host launching kernels; graphs remove that launch cost, which is what
 `graphs` measures against `eager`. The capture follows PyTorch's CUDA-graphs notes
@@ -43,26 +44,30 @@ def modes_from_flags(mode: str | None, compile: bool, cuda_graphs: bool) -> tupl
     return ("compile",) if compile else ("eager",)
 
 
+def compiled(model: nn.Module, graphs: bool = False) -> nn.Module:
+    """torch.compile for one row: static shapes, from an empty cache. A wrapper reused at a second batch size
+    recompiles with a dynamic batch dimension (dynamo's automatic dynamic shapes), so that row would time a
+    dynamic-shape graph; and every model of one class shares its forward's code object, whose guards pile up
+    across a sweep until dynamo's recompile limit makes it run eager without a word. Hence dynamic=False and a
+    reset before each compilation (this forgets what else the process compiled)."""
+    torch.compiler.reset()
+    return torch.compile(model, dynamic=False, mode="reduce-overhead" if graphs else None)
+
+
 def prepare(model: nn.Module, x: torch.Tensor, mode: str, device: torch.device, dtype: torch.dtype | None = None,
             warmup: int = 3) -> Callable[[], Any]:
-    """A no-argument forward of `model` on `x` in `mode`, under inference mode and autocast to `dtype`."""
-    if mode in ("eager", "compile"):
-        module = torch.compile(model) if mode == "compile" else model
-
-        def forward() -> Any:
-            with torch.inference_mode(), autocast(device.type, dtype):
-                return module(x)
-        return forward
-    if device.type != "cuda":
+    """A no-argument forward of `model` on `x` in `mode`, under inference mode and autocast to `dtype`; compiled
+    modes compile for this input's shape alone."""
+    if mode in CUDA_ONLY and device.type != "cuda":
         raise UserError(f"mode {mode} needs CUDA")
-    if mode == "compile+graphs":
-        module = torch.compile(model, mode="reduce-overhead")
+    if mode == "graphs":
+        return capture_graph(model, x, device, dtype, warmup)
+    module = compiled(model, graphs=mode == "compile+graphs") if mode != "eager" else model
 
-        def forward() -> Any:
-            with torch.inference_mode(), autocast(device.type, dtype):
-                return module(x)
-        return forward
-    return capture_graph(model, x, device, dtype, warmup)
+    def forward() -> Any:
+        with torch.inference_mode(), autocast(device.type, dtype):
+            return module(x)
+    return forward
 
 
 def capture_graph(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype | None,

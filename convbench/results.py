@@ -16,6 +16,7 @@ import torch
 
 import convbench
 from convbench.errors import UserError
+from convbench.settings import cpu_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +31,9 @@ CONTEXT_COLUMNS: dict[str, str] = {
     "cudnn_benchmark": "torch.backends.cudnn.benchmark",
     "tf32_matmul": "torch.backends.cuda.matmul.allow_tf32",
     "tf32_cudnn": "torch.backends.cudnn.allow_tf32",
+    "matmul_precision": "torch.get_float32_matmul_precision(): highest (fp32) or high (TF32)",
     "threads": "torch.get_num_threads()",
+    "pid": "the process that measured the row (an --isolate child's own)",
     "torch": "torch version",
     "cuda": "CUDA version torch was built with",
     "cudnn": "cuDNN version",
@@ -46,7 +49,8 @@ PROFILE_COLUMNS: dict[str, str] = {
     "batch_size": "images per forward",
     "mode": "eager, compile, graphs (CUDA graph replay) or compile+graphs (torch.compile mode=reduce-overhead)",
     "status": "ok; partial (a measure failed, see error); oom or error (not built or timed)",
-    "error": "why a row is not ok, or why a column is empty",
+    "error": "what failed: why a row is not ok",
+    "note": "what a figure means in this row, or why a column is empty though nothing failed",
     "params": "parameters",
     "param_bytes": "bytes of parameters as stored (fp32)",
     "macs": "multiply-accumulates per image, conv + linear/matmul (the run's counter: dispatch or fvcore)",
@@ -69,7 +73,7 @@ PROFILE_COLUMNS: dict[str, str] = {
     "busy": "host_busy above 0.10: timed on a busy machine, read with care",
     "throughput_img_s": "batch / median latency",
     "achieved_tflops": "2 x macs x batch / median latency, TFLOP/s",
-    "device_ms": "CUDA: the GPU's busy time per forward (graph replay span, or the profiler's kernel-time sum), ms",
+    "device_ms": "CUDA: the GPU's busy time per forward, the union of the kernels torch.profiler records, ms (every mode)",
     "gpu_busy": "CUDA: device_ms / latency p50",
     "launch_bound": "CUDA: gpu_busy below 0.5, the host's launching decides the latency",
     "row_id": "this row's index in the run; samples.parquet (or samples.csv) holds its per-iteration timings",
@@ -87,43 +91,6 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_name()
-
-
-def run_context(device: str, dtype: str, channels_last: bool, compile: bool, cudnn_benchmark: bool) -> dict[str, Any]:
-    """The columns every row repeats, so that a row read alone still says what it measured."""
-    return {
-        "device": device,
-        "device_name": device_name(device),
-        "dtype": dtype,
-        "channels_last": channels_last,
-        "compile": compile,
-        "cudnn_benchmark": cudnn_benchmark,
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda or "",
-        "cudnn": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",
-        "convbench": convbench.__version__,
-        "git_commit": git_commit(),
-    }
 
 
 def environment(device: str) -> dict[str, Any]:

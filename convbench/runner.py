@@ -18,10 +18,10 @@ from convbench.cache import CountCache
 from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, prepare_out_dir, to_payload
 from convbench.errors import error_text, is_oom
 from convbench.isolate import Child
-from convbench import modes
+from convbench import modes, settings
 from convbench.measure import complexity, device_time, host_load, layer_times, memory, timing
 from convbench.notes import labelled
-from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now, run_context
+from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now
 from convbench.specs import ModelSpec, resolve_models
 
 if TYPE_CHECKING:
@@ -47,19 +47,13 @@ def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispat
 
 @dataclass
 class LiveModel:
-    """The real model on the device, built once per model and reused across batch sizes and modes."""
+    """The real model on the device, built once per model and reused across batch sizes and modes (compiled
+    modes compile it afresh for each row: convbench.modes.compiled)."""
     module: nn.Module
-    compiled: dict[str, nn.Module] = field(default_factory=dict)  # torch.compile wrappers, one per compile mode
 
     def forward(self, mode: str, x: torch.Tensor, config: ProfileConfig) -> Callable[[], Any]:
-        device, dtype = torch.device(config.device), DTYPES[config.dtype]
-        if mode == "compile":
-            module = self.compiled.setdefault(mode, torch.compile(self.module))
-            return modes.prepare(module, x, "eager", device, dtype)
-        return modes.prepare(self.module, x, mode, device, dtype, warmup=max(config.warmup, 1))
-
-    def memory_module(self, mode: str) -> nn.Module:
-        return self.compiled.get(mode, self.module)
+        return modes.prepare(self.module, x, mode, torch.device(config.device), DTYPES[config.dtype],
+                             warmup=max(config.warmup, 1))
 
 
 def build_live(spec: ModelSpec, config: ProfileConfig) -> LiveModel:
@@ -92,9 +86,7 @@ def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, 
     row["throughput_img_s"] = batch_size / seconds
     row["achieved_tflops"] = 2 * macs * batch_size / seconds / 1e12
     if device.type == "cuda":
-        # A graph replay is one launch: its event-timed span is the GPU's own time. Otherwise ask the profiler.
-        device_ms = row["latency_ms_p50"] if mode in modes.CUDA_ONLY else device_time.kernel_time_ms(forward, device)
-        row.update(device_time.busy_columns(device_ms, row["latency_ms_p50"]))
+        row.update(device_time.device_columns(forward, device, row["latency_ms_p50"]))
     return row
 
 
@@ -102,22 +94,19 @@ def measure_memory(spec: ModelSpec, live: LiveModel, batch_size: int, config: Pr
     """Memory in its own pass, after timing and never inside the timed loop; a failure here costs the row its
     memory columns only."""
     device = torch.device(config.device)
-    notes = []
     if device.type == "cuda":
-        if mode in modes.CUDA_ONLY:
-            notes.append("memory peaks of a graphs row are of the eager forward")
         try:
-            peaks = memory.cuda_peaks(live.memory_module(mode), _device_input(spec, batch_size, config), DTYPES[config.dtype])
+            peaks = memory.cuda_peaks(live.module, _device_input(spec, batch_size, config), DTYPES[config.dtype])
         finally:
             live.module.eval()
     elif config.cpu_memory:
         peaks = memory.cpu_peaks_in_child(spec, batch_size, config.dtype, config.channels_last)
-        if mode != "eager":
-            notes.append("CPU memory peaks are of the eager (uncompiled) model")
     else:
-        peaks = {"mem_note": "CPU peak memory not measured (cpu_memory off)"}
-    notes = [n for n in [peaks.pop("mem_note", None), *notes] if n]
-    return {**peaks, "error": "; ".join(notes)} if notes else peaks
+        return {"note": "memory: CPU peaks not measured (cpu_memory off)"}
+    failed = peaks.pop("mem_note", None)
+    # A compiled module's own training peak would cost a forward-and-backward compilation per row (minutes).
+    note = f"memory: peaks are of the eager forward, not the {mode} one" if mode != "eager" else None
+    return {**peaks, **({"_failure": failed} if failed else {}), **({"note": note} if note else {})}
 
 
 def _layer_times(spec: ModelSpec, live: LiveModel, batch_size: int, config: ProfileConfig) -> dict[str, dict[str, float]]:
@@ -158,44 +147,58 @@ OnStage = Callable[[str, int], None]
 
 
 class _Row:
-    """One (model, batch) row being filled: each measurement fails on its own, leaving its columns empty."""
+    """One (model, batch, mode) row being filled: each measurement fails on its own, leaving its columns empty.
+    A measure returns its columns, and may add a `note` (what a column means here, e.g. whose memory it is) or a
+    `_failure` (part of it could not be measured: the row is partial)."""
 
     def __init__(self, values: dict[str, Any], on_stage: OnStage | None = None) -> None:
         self.values = values
         self.on_stage = on_stage
         self.failures: list[tuple[str, str, str]] = []
+        self.notes: list[str] = []
 
     def attempt(self, label: str, measure: Callable[[], dict[str, Any]]) -> None:
         if self.on_stage:
             self.on_stage(label, self.values["batch_size"])
         try:
-            self.values.update(measure())
+            values = dict(measure())
         except Exception as exc:
             oom = is_oom(exc)
             if oom and torch.cuda.is_available():
                 torch.cuda.empty_cache()
             self.failures.append((label, "oom" if oom else "error", error_text(exc)))
+            return
+        failure, note = values.pop("_failure", None), values.pop("note", None)
+        if failure:
+            self.failures.append((label, "error", failure))
+        if note:
+            self.notes.append(note)
+        self.values.update(values)
 
-    def finish(self) -> dict[str, Any]:
-        """status: ok; oom or error when the model could not be built or timed; partial when another measure failed."""
-        row = self.values
-        notes = [labelled(label, text) for label, _, text in self.failures]
-        if row.get("error"):
-            notes += [labelled("memory", note) for note in row["error"].split("; ")]
-        row["error"] = "; ".join(dict.fromkeys(notes)) or None
+    def finish(self, context: dict[str, Any]) -> dict[str, Any]:
+        """status: ok; oom or error when the model could not be built or timed; partial when another measure
+        failed. The context is the measuring process's, read now."""
+        row = {**self.values, **context}
+        row["error"] = "; ".join(dict.fromkeys(labelled(label, text) for label, _, text in self.failures)) or None
+        row["note"] = "; ".join(dict.fromkeys(self.notes)) or None
         essential_failure = next((kind for label, kind, _ in self.failures if label in ("build", "timing")), None)
-        row["status"] = essential_failure or ("partial" if notes else "ok")
+        row["status"] = essential_failure or ("partial" if self.failures else "ok")
         row["timestamp"] = now()
         return row
 
 
-def _base_values(spec: ModelSpec, context: dict[str, Any]) -> dict[str, Any]:
-    return {"model": spec.name, "family": spec.family, "input_size": spec.input_size, **context}
+def _context(config: ProfileConfig, mode: str = "eager") -> dict[str, Any]:
+    return settings.live_context(config.device, config.dtype, config.channels_last, "compile" in mode)
 
 
-def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any], cache: CountCache,
+def _error_row(spec: ModelSpec, config: ProfileConfig, bs: int, text: str) -> dict[str, Any]:
+    return {"model": spec.name, "family": spec.family, "input_size": spec.input_size, "batch_size": bs,
+            **_context(config), "status": "error", "error": text, "timestamp": now()}
+
+
+def _model_rows(spec: ModelSpec, config: ProfileConfig, cache: CountCache,
                 on_stage: OnStage | None = None) -> Iterator[dict[str, Any]]:
-    base = _base_values(spec, context)
+    base = {"model": spec.name, "family": spec.family, "input_size": spec.input_size}
     cacheable = spec.family != "custom" and not config.by_layer
 
     def cached(key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -208,7 +211,7 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any],
         counts["counter"] = config.counter
     except Exception as exc:  # a model that cannot be built or traced still gets its rows
         for bs in config.batch_sizes:
-            yield {**base, "batch_size": bs, "status": "error", "error": f"counting failed: {error_text(exc)}", "timestamp": now()}
+            yield _error_row(spec, config, bs, f"counting failed: {error_text(exc)}")
         return
     layers = counts.pop("layers", [])
     live: LiveModel | None = None
@@ -219,7 +222,7 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any],
         saved.attempt("saved_bytes", lambda: cached(f"saved:{bs}:{config.dtype}:{torch.device(config.device).type}",
                                                     lambda: memory.saved_bytes(spec, bs, config.dtype, config.device)))
         for mode in row_modes:
-            row = _Row({**base, **saved.values, "mode": mode, "compile": "compile" in mode, **counts}, on_stage)
+            row = _Row({**base, **saved.values, "mode": mode, **counts}, on_stage)
             row.failures += saved.failures
             if bs == config.batch_sizes[0] and mode == row_modes[0] and layers:
                 row.values["_layers"] = layers
@@ -233,25 +236,25 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any],
                     if "_layers" in row.values:
                         row.attempt("layer_times", lambda: {"_layer_times": _layer_times(spec, live, bs, config)})
                         _merge_layer_times(layers, row.values.pop("_layer_times", {}))
-            yield row.finish()
+            yield row.finish(_context(config, mode))
 
 
 def profile_model_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
-    """The child's half of --isolate: one model's rows (convbench.isolate)."""
+    """The child's half of --isolate: one model's rows (convbench.isolate), under the settings it applies itself."""
     config = from_payload(ProfileConfig, payload["config"], isolate=False)
     spec = resolve_models(payload["arch"], config.input_size)[0]
     cache = CountCache()
     try:
-        for row in _model_rows(spec, config, payload["context"], cache, lambda stage, bs: send({"stage": stage, "key": bs})):
-            send({"row": row})
+        with settings.applied(config):
+            for row in _model_rows(spec, config, cache, lambda stage, bs: send({"stage": stage, "key": bs})):
+                send({"row": row})
     finally:
         cache.save()
 
 
-def _isolated_model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _isolated_model_rows(spec: ModelSpec, config: ProfileConfig) -> Iterator[dict[str, Any]]:
     """One model's rows from a child process; a child that dies leaves error rows that say how and where."""
-    child = Child("convbench.runner:profile_model_child",
-                  {"config": to_payload(config), "arch": spec.name, "context": context}, config.timeout)
+    child = Child("convbench.runner:profile_model_child", {"config": to_payload(config), "arch": spec.name}, config.timeout)
     done: set[int] = set()
     for row in child.rows():
         done.add(row["batch_size"])
@@ -261,8 +264,7 @@ def _isolated_model_rows(spec: ModelSpec, config: ProfileConfig, context: dict[s
         child.end.how = "child exited without finishing its rows"
     for bs in missing:
         died_here = child.end.key == bs or (child.end.key is None and bs == missing[0])
-        text = child.end.describe() if died_here else f"not run: {child.end.describe()}"
-        yield {**_base_values(spec, context), "batch_size": bs, "status": "error", "error": text, "timestamp": now()}
+        yield _error_row(spec, config, bs, child.end.describe() if died_here else f"not run: {child.end.describe()}")
 
 
 # What a forked counting worker needs, set by the parent just before it forks (fork copies it).
@@ -270,8 +272,8 @@ _FORKED: dict[str, Any] = {}
 
 
 def _count_in_worker(index: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    spec, config, context, cache = (_FORKED[k] for k in ("specs", "config", "context", "cache"))
-    rows = list(_model_rows(spec[index], config, context, cache))
+    spec, config, cache = (_FORKED[k] for k in ("specs", "config", "cache"))
+    rows = list(_model_rows(spec[index], config, cache))
     return rows, cache.take_new()
 
 
@@ -279,15 +281,17 @@ def _counting_workers(config: ProfileConfig, models: int) -> int:
     """Static sweeps are pure counting: on Linux, fork a worker per core (torch is imported, nothing has run yet
     on the CPU, so fork is safe), each counting its share of the models. Measured on the 2-core CI machine,
     the 37-model cold sweep: 9.2-9.8 s in one process."""
-    if config.metrics != "static" or config.isolated or not sys.platform.startswith("linux") or models < 4:
+    # Never on CUDA: the parent has initialised CUDA (the environment reads the GPU), and a forked child cannot.
+    if config.metrics != "static" or config.isolated or not sys.platform.startswith("linux") or models < 4 \
+            or config.device.startswith("cuda"):
         return 1
     return min(len(os.sched_getaffinity(0)), models, 8)
 
 
-def _parallel_model_rows(specs: list[ModelSpec], config: ProfileConfig, context: dict[str, Any], cache: CountCache,
+def _parallel_model_rows(specs: list[ModelSpec], config: ProfileConfig, cache: CountCache,
                          workers: int) -> Iterator[dict[str, Any]]:
     import multiprocessing
-    _FORKED.update(specs=specs, config=config, context=context, cache=cache)
+    _FORKED.update(specs=specs, config=config, cache=cache)
     pool = multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
     try:
         for rows, entries in pool.imap(_count_in_worker, range(len(specs))):  # in order, as each model finishes
@@ -304,22 +308,19 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
     import pandas as pd
     specs = resolve_models(config.arch, config.input_size)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
-    torch.backends.cudnn.benchmark = config.cudnn_benchmark
-    context = run_context(config.device, config.dtype, config.channels_last, "compile" in " ".join(config.run_modes),
-                          config.cudnn_benchmark)
     cache = CountCache()
     env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS}
     layer_rows: list[dict[str, Any]] = []
     if on_start:
         on_start(len(specs) * len(config.batch_sizes))
     try:
-        with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row) as sink:
+        with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row) as sink, settings.applied(config):
             workers = _counting_workers(config, len(specs))
             if workers > 1:
-                rows: Iterator[dict[str, Any]] = _parallel_model_rows(specs, config, context, cache, workers)
+                rows: Iterator[dict[str, Any]] = _parallel_model_rows(specs, config, cache, workers)
             else:
-                rows = (row for spec in specs for row in (_isolated_model_rows(spec, config, context) if config.isolated
-                                                          else _model_rows(spec, config, context, cache)))
+                rows = (row for spec in specs for row in (_isolated_model_rows(spec, config) if config.isolated
+                                                          else _model_rows(spec, config, cache)))
             for row in rows:
                 layer_rows.extend(row.pop("_layers", []))
                 sink.add(row)

@@ -23,14 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run
+from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run, validate_threads
 from convbench.data import Dataset, load_data
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
 from convbench.measure import rss
 from convbench.measure.timing import summarize
 from convbench.registry import get_model_info, list_models
-from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now, run_context
+from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now
+from convbench import settings
+from convbench.modes import compiled
 from convbench.specs import resolve_models
 
 if TYPE_CHECKING:
@@ -60,6 +62,9 @@ class TrainConfig:
     dtype: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    cudnn_benchmark: bool = True       # these three are applied by the process that trains (convbench.settings)
+    tf32: bool | None = None
+    threads: int | None = None
     lr: float = 0.02
     data: str = "synthetic"
     seed: int = 0
@@ -80,20 +85,24 @@ class TrainConfig:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
         if self.nproc_per_node < 1:
             raise UserError("--nproc-per-node must be at least 1")
+        if self.device.startswith("cuda") and self.nproc_per_node > torch.cuda.device_count():
+            raise UserError(f"--nproc-per-node {self.nproc_per_node} asks for one GPU per process, but torch sees "
+                            f"{torch.cuda.device_count()} GPU{'s' if torch.cuda.device_count() != 1 else ''} here")
         if self.compare is not None and self.compare not in COMPARE_PAIRS:
             raise UserError(f"unknown --compare {self.compare!r}; choose one of {', '.join(COMPARE_PAIRS)}")
         if self.log_every < 1 or self.warmup_steps < 0:
             raise UserError("--log-every must be at least 1")
         if not self.timeout > 0:
             raise UserError("--timeout must be positive")
+        if self.input_size is not None and self.input_size < 1:
+            raise UserError("--input-size must be positive")
+        validate_threads(self.threads)
 
     @property
     def isolated(self) -> bool:
         if self.isolate is not None:
             return self.isolate
         return self.device.startswith("cuda") and len(sides_for(self)) > 1
-        if self.input_size is not None and self.input_size < 1:
-            raise UserError("--input-size must be positive")
 
 
 @dataclass(frozen=True)
@@ -155,9 +164,10 @@ def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, cha
 
 
 def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable[[dict[str, Any]], None],
-               rank: int = 0, world: int = 1) -> dict[str, Any]:
-    """Train one network for config.steps steps; per-step rows go to on_step; returns the summary row."""
-    device = torch.device(config.device if world == 1 or not config.device.startswith("cuda") else f"cuda:{rank}")
+               rank: int = 0, world: int = 1, device: torch.device | None = None) -> dict[str, Any]:
+    """Train one network for config.steps steps; per-step rows go to on_step; returns the summary row, with the
+    context of the process that trained."""
+    device = device or torch.device(config.device)
     dtype = DTYPES[config.dtype]
     torch.manual_seed(config.seed)
     model = side.build(data.num_classes).to(device)
@@ -167,7 +177,7 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    step_model = torch.compile(net) if config.compile else net
+    step_model = compiled(net) if config.compile else net
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-5)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
@@ -176,11 +186,16 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
 
     heldout_start = _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan")
     measure_cpu = device.type == "cpu" and rss.available()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        mem_base = torch.cuda.memory_allocated(device)
-    elif measure_cpu:
-        mem_base = rss.reset_high_water_mark()
+
+    def reset_peak() -> int:
+        # After the warm-up steps, so that cuDNN's autotuning workspaces and compilation stay out of the peak.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            return torch.cuda.memory_allocated(device)
+        return rss.reset_high_water_mark() if measure_cpu else 0
+
+    mem_base = reset_peak()
     start = time.perf_counter()
     times, losses, accs = [], [], []
     for step, (x, y) in enumerate(data.batches(config.batch_size, config.steps, config.seed, rank, world), start=1):
@@ -208,6 +223,8 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
             raise NonFiniteLoss(f"{side.run}: loss became {value} at step {step}")
         if step > config.warmup_steps:
             times.append(dt)
+        elif step == config.warmup_steps and step < config.steps:
+            mem_base = reset_peak()
         losses.append(value)
         accs.append(acc)
     wall = time.perf_counter() - start
@@ -227,8 +244,12 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
         "final_train_acc": sum(accs[-k:]) / k,
         "heldout_acc_start": heldout_start,
         "heldout_acc": _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan"),
-        "wall_s": wall,
+        "wall_s": wall, **_context(config),
     }
+
+
+def _context(config: TrainConfig) -> dict[str, Any]:
+    return settings.live_context(config.device, config.dtype, config.channels_last, config.compile)
 
 
 @dataclass
@@ -245,15 +266,16 @@ class TrainRun:
 
 def side_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """One training run as a summary row; a failure becomes the row's status, never the end of the sweep."""
+    failed = {"run": side.run, "model": side.model, **_context(config)}
     try:
         data = load_data(config.data, side.input_size, config.seed)
         return {**train_side(side, config, data, step_row), "status": "ok"}
     except NonFiniteLoss as exc:
-        return {"run": side.run, "model": side.model, "status": "diverged", "error": str(exc)}
+        return {**failed, "status": "diverged", "error": str(exc)}
     except UserError:
         raise
     except Exception as exc:
-        return {"run": side.run, "model": side.model, "status": "oom" if is_oom(exc) else "error", "error": error_text(exc)}
+        return {**failed, "status": "oom" if is_oom(exc) else "error", "error": error_text(exc)}
 
 
 def train_side_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
@@ -261,7 +283,8 @@ def train_side_child(payload: dict[str, Any], send: Callable[[dict[str, Any]], N
     config = from_payload(TrainConfig, payload["config"], isolate=False, nproc_per_node=1)
     side = next(s for s in sides_for(config) if s.run == payload["run"])
     send({"stage": "training", "key": side.run})
-    send({"row": side_summary(side, config, lambda row: send({"event": row}))})
+    with settings.applied(config):
+        send({"row": side_summary(side, config, lambda row: send({"event": row}))})
 
 
 def _isolated_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -270,13 +293,12 @@ def _isolated_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[
     rows = list(child.rows())
     if rows:
         return rows[0]
-    return {"run": side.run, "model": side.model, "status": "error", "error": child.end.describe()}
+    return {"run": side.run, "model": side.model, **_context(config), "status": "error", "error": child.end.describe()}
 
 
 def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainRun:
     sides = sides_for(config)
     out = prepare_out_dir(Path(config.out)) if config.out is not None else None
-    context = run_context(config.device, config.dtype, config.channels_last, config.compile, torch.backends.cudnn.benchmark)
     steps_writer = RowWriter(out / "train_steps.csv", STEP_COLUMNS) if out is not None else None
     stopped = None
 
@@ -288,15 +310,15 @@ def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | N
 
     env = {**environment(config.device), "config": {k: str(v) for k, v in asdict(config).items()}}
     try:
-        with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink:
+        with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink, settings.applied(config):
             for side in sides:
                 measured = _isolated_summary(side, config, step_row) if config.isolated else side_summary(side, config, step_row)
-                summary = {**context, **measured}
+                summary = dict(measured)
                 if summary["status"] == "diverged":
                     stopped = summary["error"]
                 if config.nproc_per_node > 1 and summary["status"] == "ok":
                     sink.add({**summary, "timestamp": now()})
-                    summary = {**context, **_launch_ddp(config, side, out), "timestamp": now()}
+                    summary = {**_launch_ddp(config, side, out), "timestamp": now()}
                     summary["scaling_efficiency"] = summary["aggregate_images_per_s"] / (config.nproc_per_node * sink.rows[-1]["images_per_s"])
                 summary.setdefault("timestamp", now())
                 sink.add(summary)
@@ -336,22 +358,32 @@ def _launch_ddp(config: TrainConfig, side: Side, out: Path | None) -> dict[str, 
         return {**json.loads(report.read_text()), "status": "ok"}
 
 
+def local_device(device: str) -> torch.device:
+    """The device of a process that torchrun started: on CUDA the GPU of its place on its own node (LOCAL_RANK),
+    not of its global rank (on two nodes of eight GPUs, rank 9 drives GPU 1 of the second node)."""
+    if not device.startswith("cuda"):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def _ddp_worker(request: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     raw = request["config"]
-    config = TrainConfig(**{**raw, "out": None, "nproc_per_node": 1})
+    device = local_device(raw["device"])
+    cuda = device.type == "cuda"
+    config = TrainConfig(**{**raw, "out": None, "nproc_per_node": 1, "device": str(device)})
     side = next(s for s in sides_for(config) if s.run == request["side"])
-    cuda = config.device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    if cuda:
-        torch.cuda.set_device(rank)
     out = Path(raw["out"]) if raw["out"] else None
     writer = RowWriter(out / "train_steps.csv", STEP_COLUMNS, append=True) if out is not None and rank == 0 else None
     try:
         data = load_data(config.data, side.input_size, config.seed)
-        summary = train_side(side, config, data, writer.write if writer else (lambda row: None), rank, world)
+        with settings.applied(config):
+            summary = train_side(side, config, data, writer.write if writer else (lambda row: None), rank, world, device)
         if rank == 0:
             Path(request["report"]).write_text(json.dumps(summary))
     finally:

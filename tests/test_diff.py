@@ -1,4 +1,4 @@
-"""`convbench diff`: two runs of a model that sleeps 10 ms and 20 ms, same-work runs, exact counts, bad folders."""
+"""`convbench diff`: two runs of a model stamped with 10 ms and 20 ms timings, same-work runs, exact counts, bad folders."""
 from __future__ import annotations
 
 import sys
@@ -37,10 +37,21 @@ def sleepy(tmp_path, monkeypatch):
 
 
 def _run(folder: Path, monkeypatch, ms: int = 10, width: int = 4, dtype: str = "fp32") -> Path:
-    monkeypatch.setenv("SLEEPY_MS", str(ms))
+    """A real profile run whose timings are then set to `ms` with a fixed +-3% spread: diff's arithmetic is under
+    test here, not this machine's timer (a loaded 2-core runner once read a 10 ms sleep as 15.9 ms)."""
+    import pandas as pd
+    monkeypatch.setenv("SLEEPY_MS", "0")
     monkeypatch.setenv("SLEEPY_WIDTH", str(width))
     convbench.profile.profile("sleepy:build", dtype=dtype, out=folder, iters=15, warmup=1, input_size=16, cpu_memory=False,
                               isolate=False)
+    spread = [1 + 0.03 * ((7 * i) % 15 - 7) / 7 for i in range(15)]
+    name = "samples.parquet" if (folder / "samples.parquet").exists() else "samples.csv"
+    samples = pd.read_parquet(folder / name) if name.endswith("parquet") else pd.read_csv(folder / name)
+    samples["latency_ms"] = [ms * spread[i % 15] for i in samples["iteration"]]
+    samples.to_parquet(folder / name) if name.endswith("parquet") else samples.to_csv(folder / name, index=False)
+    rows = pd.read_csv(folder / "profile.csv")
+    rows["latency_ms_p50"] = float(ms)
+    rows.to_csv(folder / "profile.csv", index=False)
     return folder
 
 

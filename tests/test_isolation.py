@@ -141,14 +141,15 @@ def _isolated(arch: str, **kw) -> ProfileConfig:
 def test_a_model_that_kills_its_process_becomes_an_error_row_and_the_next_model_is_measured(hostile_models):
     rows = run_profile(_isolated("hostile:killer,hostile:tiny")).rows
     assert [(r["model"], r["batch_size"], r["status"]) for r in rows] == [
-        ("hostile:killer", 1, "partial"), ("hostile:killer", 2, "error"), ("hostile:tiny", 1, "partial"), ("hostile:tiny", 2, "partial")]
+        ("hostile:killer", 1, "ok"), ("hostile:killer", 2, "error"), ("hostile:tiny", 1, "ok"), ("hostile:tiny", 2, "ok")]
     assert rows[1]["error"] == "child killed by SIGKILL during timing (batch 2)"
-    assert rows[0]["latency_ms_p50"] > 0 and rows[3]["latency_ms_p50"] > 0  # partial: CPU memory was left off
+    assert rows[0]["latency_ms_p50"] > 0 and rows[3]["latency_ms_p50"] > 0
+    assert rows[0]["note"] == "memory: CPU peaks not measured (cpu_memory off)"  # left off by choice: a note, not a failure
 
 
 def test_a_hanging_row_is_killed_after_the_timeout(hostile_models):
     rows = run_profile(_isolated("hostile:hangs", timeout=20)).rows
-    assert [r["status"] for r in rows] == ["partial", "error"]
+    assert [r["status"] for r in rows] == ["ok", "error"]
     assert rows[1]["error"] == "child timed out after 20 s and was killed during timing (batch 2)"
 
 
@@ -167,13 +168,11 @@ def test_a_model_the_child_cannot_import_gives_one_line_per_row(hostile_models, 
 def test_compare_measures_a_whole_network_case_in_a_child_with_the_same_exact_counts():
     from convbench.compare import CompareConfig, _case_rows, _isolated_case_rows
     from convbench.comparisons import get_cases
-    from convbench.results import run_context
     case = next(c for c in get_cases("factorization") if c.whole_network)
     config = CompareConfig(name="factorization", pairs=3, warmup=0, isolate=True)
-    context = run_context("cpu", "fp32", False, False, True)
-    isolated = _isolated_case_rows(case, 1, config, context)
+    isolated = _isolated_case_rows(case, 1, config)
     assert [r["status"] for r in isolated] == ["ok", "ok"] and all(r["measured_ratio"] > 0 for r in isolated)
-    counted = {r["variant"]: (r["params"], r["macs"], r["saved_act_bytes"]) for r in _case_rows(case, 1, config, context)}
+    counted = {r["variant"]: (r["params"], r["macs"], r["saved_act_bytes"]) for r in _case_rows(case, 1, config)}
     assert {r["variant"]: (r["params"], r["macs"], r["saved_act_bytes"]) for r in isolated} == counted
     assert counted["googlenet 5x5"][:2] == (7005832, 1582671872)
 
@@ -189,10 +188,14 @@ def test_train_streams_steps_from_an_isolated_run():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_sweep_in_one_process_gives_back_all_its_memory():
+    config = ProfileConfig(arch="resnet18,googlenet,resnet50", device="cuda", dtype="bf16", batch_sizes=(1, 16),
+                           iters=5, warmup=2, isolate=False)
+    # Warm first: cuBLAS keeps its workspace (32 MiB on Hopper) in the allocator for the life of the process, and
+    # that is the process's, not the sweep's.
+    run_profile(config)
     torch.cuda.synchronize()
     start = torch.cuda.memory_allocated()
-    run = run_profile(ProfileConfig(arch="resnet18,googlenet,resnet50", device="cuda", dtype="bf16", batch_sizes=(1, 16),
-                                    iters=5, warmup=2, isolate=False))
+    run = run_profile(config)
     assert all(r["latency_ms_p50"] > 0 and r["peak_mem_train_bytes"] > 0 for r in run.rows)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == start

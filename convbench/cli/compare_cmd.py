@@ -8,6 +8,7 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
+from convbench.cli.options import CudnnBenchmark, Tf32, Threads
 from convbench.cli.tables import busy_warning, closing_line, compare_tables
 from convbench.compare import CompareConfig, run_compare
 from convbench.config import parse_int_list, parse_list
@@ -32,6 +33,9 @@ def compare_command(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile every variant (with --cuda-graphs: compile+graphs).")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Time CUDA-graph replays of each variant (CUDA only).")] = False,
     mode: Annotated[Optional[str], typer.Option("--mode", help="One of eager, compile, graphs, compile+graphs.")] = None,
+    cudnn_benchmark: CudnnBenchmark = True,
+    tf32: Tf32 = None,
+    threads: Threads = None,
     shape: Annotated[Optional[str], typer.Option("--shape", help="C,H,W for every block case (whole-network cases keep theirs).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs of each variant first.")] = 3,
     pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline.")] = 15,
@@ -47,6 +51,7 @@ def compare_command(
         name=name, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
         channels_last=channels_last, mode=_one_mode(mode, compile, cuda_graphs), shape=parse_int_list(shape, "--shape") if shape else None, warmup=warmup,
         pairs=pairs, out=out, formats=tuple(dict.fromkeys(("csv", *parse_list(format)))), counter=counter, isolate=isolate, timeout=timeout,
+        cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
     )
     with LazyProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
         def on_row(row: dict[str, Any]) -> None:

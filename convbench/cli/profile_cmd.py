@@ -8,6 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
+from convbench.cli.options import CudnnBenchmark, Tf32, Threads
 from convbench.cli.tables import LAUNCH_LEGEND, NOISY_LEGEND, busy_warning, closing_line, profile_table
 from convbench.config import ProfileConfig, parse_int_list, parse_list
 from convbench.errors import UserInterrupt
@@ -25,7 +26,9 @@ def profile_command(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model before warm-up (with --cuda-graphs: compile+graphs).")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the forward in a CUDA graph and time its replays (CUDA only).")] = False,
     mode: Annotated[Optional[str], typer.Option("--mode", help="Comma list of eager, compile, graphs, compile+graphs: one row per mode, side by side.")] = None,
-    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning.")] = True,
+    cudnn_benchmark: CudnnBenchmark = True,
+    tf32: Tf32 = None,
+    threads: Threads = None,
     metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes) or all (adds latency and memory).")] = "all",
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
@@ -43,7 +46,8 @@ def profile_command(
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
     config = ProfileConfig(
         arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
-        channels_last=channels_last, modes=modes_from_flags(mode, compile, cuda_graphs), cudnn_benchmark=cudnn_benchmark, metrics=metrics,
+        channels_last=channels_last, modes=modes_from_flags(mode, compile, cuda_graphs), cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
+        metrics=metrics,
         warmup=warmup, iters=iters, min_time=min_time, input_size=input_size, out=out, formats=formats, by_layer=by_layer,
         counter=counter, isolate=isolate, timeout=timeout,
     )

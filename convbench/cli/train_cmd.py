@@ -9,6 +9,7 @@ from rich.table import Table
 
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
+from convbench.cli.options import CudnnBenchmark, Tf32, Threads
 from convbench.cli.tables import _num, _scaled, status_cell, closing_line
 from convbench.errors import UserError, UserInterrupt
 from convbench.train import TrainConfig, run_train
@@ -23,6 +24,9 @@ def train_command(
     dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA, with a grad scaler) / bf16.")] = "fp32",
     channels_last: Annotated[bool, typer.Option("--channels-last")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    cudnn_benchmark: CudnnBenchmark = True,
+    tf32: Tf32 = None,
+    threads: Threads = None,
     lr: Annotated[float, typer.Option(help="SGD learning rate (momentum 0.9).")] = 0.02,
     data: Annotated[str, typer.Option(help="synthetic, cifar10:PATH or folder:PATH.")] = "synthetic",
     seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
@@ -38,7 +42,8 @@ def train_command(
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
     config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=device, dtype=dtype, channels_last=channels_last,
                          compile=compile, lr=lr, data=data, seed=seed, out=out, nproc_per_node=nproc_per_node,
-                         compare=compare, input_size=input_size, log_every=log_every, isolate=isolate, timeout=timeout)
+                         compare=compare, input_size=input_size, log_every=log_every, isolate=isolate, timeout=timeout,
+                         cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads)
     with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         def on_step(row: dict[str, Any]) -> None:
             progress.update(total=steps, completed=row["step"], description=f"{row['run']} loss {row['loss']:.3f}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from convbench.results import cpu_name
+from convbench.settings import cpu_name
 
 
 @dataclass(frozen=True)

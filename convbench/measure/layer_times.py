@@ -2,11 +2,11 @@
 
 Every module's forward is wrapped in a profiler range named `module::<qualified name>` (forward pre- and
 post-hooks), so times are inclusive of children. `cpu_time_us` is host time per forward; on CUDA it is
-launch time, and `device_time_us` is the GPU time the profiler attributes to the range (empty on the CPU)."""
+launch time, and `device_time_us` is the GPU time of the work launched inside the range (empty on the CPU)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -44,10 +44,20 @@ def module_times(model: nn.Module, forward: Callable[[], Any], device: torch.dev
             h.remove()
     if trace_path is not None:
         prof.export_chrome_trace(str(trace_path))
+    return attribute(prof.events(), iters, device.type == "cuda")
+
+
+def attribute(events: Iterable[Any], iters: int, cuda: bool) -> dict[str, dict[str, float]]:
+    """Per-module times per forward from the profiler's events. Only the host-side range of each module counts:
+    on CUDA the profiler also records a device-side copy of every range (`gpu_user_annotation`, same name, no CPU
+    time, starting later), which must neither replace nor add to it. A host range's device time is that of the
+    device work its ops launched (torch's FunctionEvent.device_time_total), children included."""
     times: dict[str, dict[str, float]] = {}
-    for event in prof.key_averages():
-        if not event.key.startswith(PREFIX):
+    for event in events:
+        if event.device_type != torch.autograd.DeviceType.CPU or not event.name.startswith(PREFIX):
             continue
-        device_total = getattr(event, "device_time_total", 0.0) if device.type == "cuda" else float("nan")
-        times[event.key[len(PREFIX):]] = {"cpu_time_us": event.cpu_time_total / iters, "device_time_us": device_total / iters}
+        entry = times.setdefault(event.name[len(PREFIX):], {"cpu_time_us": 0.0, "device_time_us": 0.0 if cuda else float("nan")})
+        entry["cpu_time_us"] += event.cpu_time_total / iters
+        if cuda:
+            entry["device_time_us"] += event.device_time_total / iters
     return times

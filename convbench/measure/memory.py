@@ -95,25 +95,31 @@ def train_step(model: nn.Module, x: torch.Tensor) -> None:
     first_output(model(x)).float().sum().backward()
 
 
-def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, Any]:
-    """Allocator peaks of an inference forward and of a training step; `dtype` other than fp32 autocasts.
-    A training pass that cannot run (batch norm over one value per channel) keeps the inference peak and says
-    why in `mem_note`; the model is back in eval mode whatever failed."""
+def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, train: bool = True) -> dict[str, Any]:
+    """Allocator peaks of an inference forward and (with `train`) of a training step; `dtype` other than fp32
+    autocasts. Each pass runs once unmeasured first: cuDNN's autotuning trials (cudnn.benchmark) allocate their
+    workspaces through PyTorch's allocator at the first call of every new shape, the backward's included, and
+    would otherwise be taken for the model's own memory. A training pass that cannot run (batch norm over one
+    value per channel) keeps the inference peak and says why in `mem_note`; the model is back in eval mode
+    whatever failed."""
+    device = x.device
+
     def peak(fn) -> int:
-        torch.cuda.synchronize()
+        fn()  # unmeasured: autotuning and lazy initialisation
+        torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
         fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
 
     def infer() -> None:
         model.eval()
         with torch.inference_mode(), autocast("cuda", dtype):
             model(x)
 
-    def train() -> None:
+    def train_pass() -> None:
         model.train()
         with autocast("cuda", dtype):
             train_step(model, x)
@@ -121,13 +127,14 @@ def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> 
 
     try:
         result: dict[str, Any] = {"peak_mem_infer_bytes": peak(infer)}
-        try:
-            result["peak_mem_train_bytes"] = peak(train)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            model.zero_grad(set_to_none=True)
-            result["mem_note"] = f"training pass failed: {error_text(exc, 200)}"
+        if train:
+            try:
+                result["peak_mem_train_bytes"] = peak(train_pass)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as exc:
+                model.zero_grad(set_to_none=True)
+                result["mem_note"] = f"training pass failed: {error_text(exc, 200)}"
     finally:
         model.eval()
     return result

@@ -1,0 +1,78 @@
+"""benchmarks/gpu_plan.py: the budget arithmetic, a step cut short by SIGINT that still writes its files, and
+the tarball after every step. (The whole dry run of both plans runs in CI: .ci/run.)"""
+from __future__ import annotations
+
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import gpu_plan  # noqa: E402
+from gpu_plan import Step, Target, run_plan, run_step, share  # noqa: E402
+
+
+def _step(name: str, limit: float, floor: float, argv=None) -> Step:
+    return Step(name, "proves " + name, limit, floor, argv or [sys.executable, "-c", "pass"])
+
+
+def test_a_step_gets_its_limit_within_what_is_left_after_the_margin_or_nothing():
+    assert share(_step("a", 120, 45), remaining=540) == 120
+    assert share(_step("a", 120, 45), remaining=100, margin=15) == 85
+    assert share(_step("a", 120, 45), remaining=59, margin=15) == 0  # 44 s would be less than it needs
+
+
+def test_the_plan_ends_within_its_budget_and_says_what_it_skipped(tmp_path):
+    now = [1000.0]
+    ran = []
+
+    def runner(step, seconds, log, env):  # every step uses all of its share
+        ran.append((step.name, seconds))
+        now[0] += seconds
+        log.write_text("ran\n")
+        return 0, False
+    steps = [_step("a", 300, 60), _step("b", 200, 60), _step("c", 100, 60), _step("d", 30, 10)]
+    record = run_plan("accept", steps, tmp_path / "dest", 540, 1000.0, tmp_path / "results.tgz", "test",
+                      clock=lambda: now[0], runner=runner)
+    assert ran == [("a", 300), ("b", 200), ("d", 25)]
+    assert now[0] - 1000 <= 540 - gpu_plan.TAR_MARGIN_S
+    assert [s.outcome for s in record.steps] == ["passed", "passed", "skipped: 40 s left of the budget, it needs 60 s", "passed"]
+    with tarfile.open(tmp_path / "results.tgz") as tar:
+        names = tar.getnames()
+    assert {"dest/steps.json", "dest/logs/a.log", "dest/logs/d.log"} <= set(names)
+
+
+def test_a_step_past_its_share_gets_sigint_and_its_writers_finish(tmp_path):
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(f'''
+        import time
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            open({str(tmp_path / "written")!r}, "w").write("rows so far")
+            raise SystemExit(130)
+    '''))
+    rc, cut = run_step(_step("slow", 1, 1, [sys.executable, str(script)]), 1.5, tmp_path / "slow.log", {})
+    assert (rc, cut) == (130, True) and (tmp_path / "written").read_text() == "rows so far"
+
+
+@pytest.mark.parametrize("plan", gpu_plan.PLANS)
+def test_every_plan_fits_one_call_and_swaps_every_cuda_only_part_in_a_dry_run(plan, tmp_path):
+    gpu = gpu_plan.steps_for(plan, Target(dry=False), tmp_path)
+    dry = gpu_plan.steps_for(plan, Target(dry=True), tmp_path)
+    assert [s.name for s in gpu] == [s.name for s in dry] or plan == "compare"
+    assert sum(s.floor for s in gpu) + gpu_plan.TAR_MARGIN_S <= gpu_plan.BUDGET_S
+    assert all(s.limit <= gpu_plan.BUDGET_S - gpu_plan.TAR_MARGIN_S for s in gpu)
+    for step in dry:
+        options = dict(zip(step.argv, step.argv[1:]))
+        assert options.get("--device", "cpu") == "cpu" and options.get("--dtype") != "fp16", step.argv
+        assert "graphs" not in options.get("--mode", ""), step.argv
+
+
+def test_the_zoo_halves_cover_the_zoo_once_and_weigh_about_the_same(zoo_counts):
+    halves = [gpu_plan._zoo_part(i, 2).split(",") for i in range(2)]
+    assert sorted(halves[0] + halves[1]) == sorted(zoo_counts)
+    macs = [sum(zoo_counts[n]["macs"] for n in half) for half in halves]
+    assert max(macs) / min(macs) < 1.1
