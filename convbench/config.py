@@ -42,6 +42,7 @@ class ProfileConfig:
     min_time: float = 1.0
     input_size: int | None = None
     out: Path | None = None
+    overwrite: bool = False            # replace the run already in `out` (convbench.outdirs)
     formats: tuple[str, ...] = ("csv",)
     by_layer: bool = False
     cpu_memory: bool = True
@@ -112,11 +113,13 @@ def validate_device(device: str) -> None:
 
 
 def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    parts = [v.strip() for v in text.split(",")]
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        if not text.strip() or any(not v for v in parts):
+            raise ValueError
+        return tuple(int(v) for v in parts)
     except ValueError:
         raise UserError(f"{what} must be integers separated by commas, got {text!r}") from None
-    return values
 
 
 def parse_percent(text: str, what: str) -> float:
@@ -136,15 +139,8 @@ def parse_list(text: str) -> tuple[str, ...]:
 
 
 def prepare_out_dir(out: Path) -> Path:
-    """Create the folder and prove it writable now, not after an hour of measuring."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".convbench-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
-    return out
+    from convbench.outdirs import prove_writable
+    return prove_writable(out)
 
 
 Config = TypeVar("Config")

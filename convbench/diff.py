@@ -53,7 +53,10 @@ def load_folder(path: Path | str, kind: str | None = None) -> Folder:
         raise UserError(f"{path} does not exist")
     if not path.is_dir():
         raise UserError(f"{path} is a file; diff takes two results folders (each holding profile.csv or compare.csv)")
-    found = [k for k in KINDS if (path / f"{k}.csv").exists() and (kind is None or k == kind)]
+    held = [k for k in KINDS if (path / f"{k}.csv").exists()]
+    found = [k for k in held if kind is None or k == kind]
+    if not found and held:
+        raise UserError(f"{path} is a {held[0]} run and the other folder a {kind} run: diff compares runs of one kind")
     if not found:
         raise UserError(f"{path} holds no profile.csv or compare.csv")
     chosen = found[0]

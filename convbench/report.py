@@ -39,14 +39,39 @@ class Figure:
 
 @dataclass
 class Report:
-    folder: Path
+    folder: Path                  # the results it reads
+    out: Path | None = None       # where it writes (default: the results folder)
     figures: list[Figure] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     envs: dict[str, dict] = field(default_factory=dict)  # each run's env.json, by its folder relative to the report
 
+    def __post_init__(self) -> None:
+        self.out = self.out or self.folder
+
     @property
     def html_path(self) -> Path:
-        return self.folder / "report.html"
+        return self.out / "report.html"
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _run_colours(runs) -> dict[str, object]:
+    """One colour per run (a results folder below the report's) or per model, the same in every figure."""
+    import matplotlib
+    cmap = matplotlib.colormaps["tab10"]
+    return {run: cmap(i % 10) for i, run in enumerate(sorted(runs))}
+
+
+def _label(ax, text: str, x: float, y: float) -> None:
+    """A point's label, legible (8 pt) and kept inside the axes: to the left of points in the right third."""
+    import numpy as np
+    lo, hi = ax.get_xlim()
+    log = ax.get_xscale() == "log"
+    pos = (np.log10(x) - np.log10(lo)) / (np.log10(hi) - np.log10(lo)) if log and x > 0 and lo > 0 else (x - lo) / ((hi - lo) or 1)
+    right = pos > 0.66
+    ax.annotate(text, (x, y), xytext=(-4 if right else 4, 3), textcoords="offset points", fontsize=8,
+                ha="right" if right else "left", annotation_clip=True, clip_on=True)
 
 
 def _pyplot():
@@ -79,55 +104,79 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 
 def _save(fig, report: Report, name: str, title: str, caption: str) -> None:
     fig.tight_layout()
-    fig.savefig(report.folder / f"{name}.png", dpi=110)
+    fig.savefig(report.out / f"{name}.png", dpi=110)
     report.figures.append(Figure(name, title, caption))
 
 
 def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
     timed = _ok(df).dropna(subset=["latency_ms_p50"])
+    colours = _run_colours(df["folder"].unique())
+    several = df["folder"].nunique() > 1
     if len(timed):
-        fig, ax = plt.subplots(figsize=(8, 6))
-        for bs, group in timed.groupby("batch_size"):
-            ax.scatter(group["macs"] * bs / 1e9, group["latency_ms_p50"], label=f"batch {bs}")
-            for _, r in group.iterrows():
-                ax.annotate(r["model"], (r["macs"] * bs / 1e9, r["latency_ms_p50"]), fontsize=6, alpha=0.8)
+        fig, ax = plt.subplots(figsize=(9, 6))
+        batches = sorted(timed["batch_size"].unique())
+        for (run, bs), group in timed.groupby(["folder", "batch_size"]):
+            ax.scatter(group["macs"] * bs / 1e9, group["latency_ms_p50"], color=colours[run],
+                       marker=MARKERS[batches.index(bs) % len(MARKERS)], label=f"{run}, batch {bs}" if several else f"batch {bs}")
         ax.set(xscale="log", yscale="log", xlabel="GMACs per forward (MACs x batch)", ylabel="median latency, ms")
+        ax.margins(0.12)
         _log_ticks(ax)
-        ax.legend()
+        for _, r in timed.iterrows():
+            _label(ax, r["model"], r["macs"] * r["batch_size"] / 1e9, r["latency_ms_p50"])
+        ax.legend(fontsize=8)
         _save(fig, report, "macs_vs_latency", "MACs vs measured latency",
-              "One point per model and batch size, log axes. Models off the common trend are where MACs mislead.")
+              "One point per model and batch size, log axes" + ("; colour: the run, marker: the batch size" if several else "")
+              + ". Models off the common trend are where MACs mislead.")
         plt.close(fig)
 
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for model, group in timed.groupby("model"):
-            group = group.sort_values("batch_size")
-            ax.plot(group["batch_size"], group["throughput_img_s"], marker="o", label=model)
-        ax.set(xscale="log", xlabel="batch size", ylabel="images / s")
-        ax.legend(fontsize=6, ncol=2)
-        _save(fig, report, "throughput_vs_batch", "Throughput vs batch size", "images/s = batch / median latency, per model.")
-        plt.close(fig)
+        curves = [(key, g.sort_values("batch_size")) for key, g in timed.groupby(["folder", "model"], sort=False)
+                  if g["batch_size"].nunique() > 1]
+        if curves:
+            fig, ax = plt.subplots(figsize=(9, 5))
+            styles = {run: style for run, style in zip(sorted(colours), ("-", "--", ":", "-."))}
+            model_colours = _run_colours(timed["model"].unique())  # a model keeps its colour across runs
+            for (run, model), group in curves:
+                ax.plot(group["batch_size"], group["throughput_img_s"], marker="o", linestyle=styles.get(run, "-"),
+                        color=model_colours[model], label=f"{model} ({run})" if several else model)
+            ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s")
+            _log_ticks(ax)
+            ax.legend(fontsize=8, ncol=2)
+            _save(fig, report, "throughput_vs_batch", "Throughput vs batch size",
+                  "images/s = batch / median latency, per model" + (" and run (line style)" if several else "")
+                  + "; a curve joins the batch sizes of one run only.")
+            plt.close(fig)
 
-        _roofline(plt, report, timed)
+        _roofline(plt, report, timed, colours, several)
 
-    first = _ok(df).sort_values("batch_size").groupby("model", sort=False).head(1)
+    first = _ok(df).sort_values("batch_size").groupby(["folder", "model"], sort=False).head(1)
     metrics = [(c, label) for c, label in (("params", "parameters (M)"), ("macs", "GMACs / image"), ("acts", "activations (M) / image"),
                                             ("saved_act_bytes", "saved activations, MiB"), ("peak_mem_train_bytes", "peak train memory, MiB"),
                                             ("latency_ms_p50", "median latency, ms")) if c in first and first[c].notna().any()]
     if metrics and len(first):
         scale = {"params": 1e6, "macs": 1e9, "acts": 1e6, "saved_act_bytes": 2**20, "peak_mem_train_bytes": 2**20, "latency_ms_p50": 1}
-        # Three panels a row, each with its own model names: at the page's 1100 px the labels stay about 11 px tall
-        # (one row of six panels shrank them to about 5 px).
+        models = list(dict.fromkeys(first["model"]))
+        runs = sorted(first["folder"].unique())
+        height = 0.8 / len(runs)
+        # Three panels a row, each with its own model names: at the page's 1100 px the labels stay about 11 px tall.
         cols = min(3, len(metrics))
         rows = math.ceil(len(metrics) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, rows * (0.2 * len(first) + 1.2)), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, rows * (0.2 * len(models) * len(runs) ** 0.5 + 1.2)),
+                                 squeeze=False)
         for ax, (col, label) in zip(axes.flat, metrics):
-            ax.barh(first["model"], first[col] / scale[col])
+            for k, run in enumerate(runs):
+                part = first[first["folder"] == run].set_index("model").reindex(models)
+                ax.barh([i + (k - (len(runs) - 1) / 2) * height for i in range(len(models))], part[col] / scale[col],
+                        height=height, color=colours[run], label=run)
+            ax.set_yticks(range(len(models)), models)
             ax.set_xlabel(label, fontsize=10)
             ax.tick_params(axis="y", labelsize=9)
             ax.invert_yaxis()
         for ax in list(axes.flat)[len(metrics):]:
             ax.set_visible(False)
-        _save(fig, report, "zoo_overview", "Across the zoo", "At each model's smallest batch size in the folder.")
+        if several:
+            axes.flat[0].legend(fontsize=8)
+        _save(fig, report, "zoo_overview", "Across the zoo",
+              "At each model's smallest batch size in each run" + ("; one bar per run" if several else "") + ".")
         plt.close(fig)
 
 
@@ -143,7 +192,7 @@ def _log_ticks(ax) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
-def _roofline(plt, report: Report, timed: pd.DataFrame) -> None:
+def _roofline(plt, report: Report, timed: pd.DataFrame, colours: dict, several: bool) -> None:
     """Achieved TFLOP/s against an estimated arithmetic intensity: 2 x MACs x batch over the bytes of weights
     read once plus every conv/linear output written and read once (convbench's estimate, not a measurement)."""
     data = timed.dropna(subset=["achieved_tflops", "param_bytes", "acts"])
@@ -151,20 +200,23 @@ def _roofline(plt, report: Report, timed: pd.DataFrame) -> None:
         return
     act_bytes = data["dtype"].map(DTYPE_BYTES).fillna(4)
     intensity = 2 * data["macs"] * data["batch_size"] / (data["param_bytes"] + 2 * data["acts"] * data["batch_size"] * act_bytes)
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(intensity, data["achieved_tflops"])
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for run, part in data.groupby("folder"):
+        ax.scatter(intensity[part.index], part["achieved_tflops"], color=colours[run], label=run if several else None)
+    ax.set(xscale="log", yscale="log", xlabel="FLOPs per byte (estimate)", ylabel="achieved TFLOP/s")
+    ax.margins(0.12)
+    _log_ticks(ax)
     for (_, r), x in zip(data.iterrows(), intensity):
-        ax.annotate(f"{r['model']} b{r['batch_size']}", (x, r["achieved_tflops"]), fontsize=6, alpha=0.8)
+        _label(ax, f"{r['model']} b{r['batch_size']}", x, r["achieved_tflops"])
     device, dtype = str(data["device_name"].iloc[0]), str(data["dtype"].iloc[0])
     peak = next((p.get(dtype) for key, p in KNOWN_PEAK_TFLOPS.items() if key in device), None)
     caption = "Arithmetic intensity is an estimate (weights read once, each conv/linear output written and read once)."
     if peak:
         ax.axhline(peak, color="red", linestyle="--", label=f"{device} {dtype} dense peak, {peak:g} TFLOP/s (datasheet)")
-        ax.legend(fontsize=7)
     else:
         caption += f" No ceiling drawn: the peak of '{device}' at {dtype} is not known to convbench."
-    ax.set(xscale="log", yscale="log", xlabel="FLOPs per byte (estimate)", ylabel="achieved TFLOP/s")
-    _log_ticks(ax)
+    if peak or several:
+        ax.legend(fontsize=8)
     _save(fig, report, "roofline", "Roofline view", caption)
     plt.close(fig)
 
@@ -181,7 +233,9 @@ def _compare_figures(plt, report: Report, df: pd.DataFrame) -> None:
     if device:  # the GPU's own time: what a launch-bound latency hides
         bars.append(("device time (GPU busy)", variants["device_ratio"].fillna(0), None))
     height = 0.8 / len(bars)
-    labels = [f"{r['case']}\n{r['variant']} (b{r['batch_size']})" for _, r in variants.iterrows()]
+    several = variants["folder"].nunique() > 1
+    labels = [f"{r['case']}\n{r['variant']} (b{r['batch_size']}{', ' + str(r['folder']) if several else ''})"
+              for _, r in variants.iterrows()]
     fig, ax = plt.subplots(figsize=(10, (0.15 + 0.15 * len(bars)) * len(variants) + 1.5))
     y = list(range(len(variants)))
     for k, (label, values, err) in enumerate(bars):
@@ -255,15 +309,17 @@ def _diff_figures(plt, report: Report, old_root: Path) -> None:
         ax.set_yticks(list(y), labels, fontsize=8)
         ax.set_xlabel(f"{result.metric}: new / old (95% bootstrap interval)")
         name = "diff_" + ("_".join(rel.parts) or "run")
-        caption = (f"{old} -> {new}, matched on {', '.join(result.keys)}; red: significantly higher, green: significantly "
-                   f"lower, grey: no significant change. Geometric mean {result.geomean:.3f}x. " + " ".join(result.notes))
-        _save(fig, report, name, f"What changed: {rel if str(rel) != '.' else 'run'}", caption)
+        caption = (f"matched on {', '.join(result.keys)}; red: significantly higher, green: significantly lower, grey: no "
+                   f"significant change. Geometric mean {result.geomean:.3f}x. " + " ".join(result.notes))
+        _save(fig, report, name, f"What changed: {old} -> {new}", caption)
         plt.close(fig)
-        report.tables.append((f"diff {rel}", result.rows))
+        report.tables.append((f"{old} -> {new}: every matched row", result.rows))
 
 
-def make_report(folder: Path | str, against: Path | str | None = None) -> Report:
-    """The report of `folder`; with `against` (an older folder), also what changed from it to `folder`."""
+def make_report(folder: Path | str, against: Path | str | None = None, out: Path | str | None = None) -> Report:
+    """The report of `folder`, written into `out` (default: `folder` itself); with `against` (an older folder),
+    also what changed from it to `folder`."""
+    from convbench.outdirs import prove_writable
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
@@ -272,8 +328,13 @@ def make_report(folder: Path | str, against: Path | str | None = None) -> Report
     found = {name: _read_all(folder, f"{name}.csv") for name in ("profile", "compare", "train", "train_steps")}
     if all(v is None for v in found.values()):
         raise UserError(f"{folder} holds no convbench results (profile.csv, compare.csv or train.csv)")
+    target = Path(out) if out is not None else folder
+    try:
+        prove_writable(target)
+    except UserError as exc:
+        raise UserError(f"{exc}; write the report elsewhere with --out DIR") from None
     plt = _pyplot()
-    report = Report(folder)
+    report = Report(folder, target)
     for env_file in sorted(folder.rglob("env.json")):
         where = str(env_file.parent.relative_to(folder)) if env_file.parent != folder else "."
         try:
@@ -290,10 +351,30 @@ def make_report(folder: Path | str, against: Path | str | None = None) -> Report
         _diff_figures(plt, report, Path(against))
     for name in ("profile", "compare", "train"):
         if found[name] is not None:
-            report.tables.append((name, found[name][[c for c in TABLE_COLUMNS[name] if c in found[name]]]))
+            table = found[name][[c for c in TABLE_COLUMNS[name] if c in found[name]]]
+            report.tables.append((name, table.dropna(axis=1, how="all")))  # no GPU-only columns on a CPU run
     _write_html(report)
     _write_markdown(report)
     return report
+
+
+ENV_SUMMARY = (("device", None), ("cores", "cpu_count"), ("torch", "torch"), ("cuda", "cuda"), ("convbench", "convbench"),
+               ("commit", "git_commit"), ("created", "created"))
+
+
+def env_table(envs: dict[str, dict]) -> pd.DataFrame:
+    """One row per run: the machine and software that produced it, in a few columns."""
+    import pandas as pd
+    rows = []
+    for where, env in envs.items():
+        gpu = env.get("gpu")
+        device = gpu.get("name") if isinstance(gpu, dict) else None
+        row = {"run": where, "device": device or env.get("cpu") or env.get("note", "")}
+        row.update({label: env.get(key) for label, key in ENV_SUMMARY if key})
+        if env.get("shard"):
+            row["shard"] = env["shard"]
+        rows.append(row)
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
 
 
 def _cell(value) -> tuple[str, str]:
@@ -318,42 +399,38 @@ def table_html(table: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _env_summary(env: dict) -> str:
-    keys = ("cpu", "cpu_count", "gpu", "torch", "cuda", "cudnn", "convbench", "git_commit", "created")
-    parts = []
-    for k in keys:
-        v = env.get(k)
-        if isinstance(v, dict):
-            v = v.get("name")
-        if v not in (None, ""):
-            parts.append(f"{k} {v}")
-    return ", ".join(parts)
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
+         "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+         "td.num{text-align:right;font-variant-numeric:tabular-nums}td.text{text-align:left}th{text-align:center}"
+         "img{max-width:100%;height:auto}pre{font-size:11px;white-space:pre-wrap}.scroll{overflow-x:auto}")
 
 
 def _write_html(report: Report) -> None:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>convbench report</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}td.num{text-align:right;font-variant-numeric:tabular-nums}"
-             "td.text{text-align:left}th{text-align:center}img{max-width:100%}pre{font-size:11px}</style></head><body>",
-             f"<h1>convbench report: {html.escape(str(report.folder))}</h1>"]
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'><title>convbench report</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>convbench report: {html.escape(str(report.folder.resolve()))}</h1>"]
     for f in report.figures:
-        data = base64.b64encode((report.folder / f"{f.name}.png").read_bytes()).decode()
+        data = base64.b64encode((report.out / f"{f.name}.png").read_bytes()).decode()
         parts.append(f"<h2>{html.escape(f.title)}</h2><img alt='{f.name}' src='data:image/png;base64,{data}'>"
                      f"<p>{html.escape(f.caption)}</p>")
     for name, table in report.tables:
-        parts.append(f"<h2>{html.escape(name)}</h2>" + table_html(table))
+        parts.append(f"<h2>{html.escape(name)}</h2><div class='scroll'>{table_html(table)}</div>")
     parts.append("<h2>Environment</h2>")
+    if report.envs:
+        parts.append(f"<div class='scroll'>{table_html(env_table(report.envs))}</div>")
     for where, env in report.envs.items():
-        parts.append(f"<details class='env' open><summary>{html.escape(where)}: {html.escape(_env_summary(env))}</summary>"
+        parts.append(f"<details class='env'><summary>{html.escape(where)}: env.json</summary>"
                      f"<pre>{html.escape(json.dumps(env, indent=1, default=str))}</pre></details>")
     parts.append("</body></html>")
     report.html_path.write_text("\n".join(parts))
 
 
 def _write_markdown(report: Report) -> None:
-    lines = [f"# convbench report: {report.folder}", ""]
+    lines = [f"# convbench report: {report.folder.resolve()}", ""]
     for f in report.figures:
         lines += [f"## {f.title}", "", f"![{f.name}]({f.name}.png)", "", f.caption, ""]
     for name, table in report.tables:
         lines += [f"## {name}", "", to_markdown(table)]
-    (report.folder / "report.md").write_text("\n".join(lines))
+    if report.envs:
+        lines += ["## Environment", "", to_markdown(env_table(report.envs))]
+    (report.out / "report.md").write_text("\n".join(lines))

@@ -38,7 +38,7 @@ CONTEXT_COLUMNS: dict[str, str] = {
     "cuda": "CUDA version torch was built with",
     "cudnn": "cuDNN version",
     "convbench": "convbench version",
-    "git_commit": "convbench source commit, when run from a checkout",
+    "git_commit": "convbench source commit: from git in a checkout, else recorded when the wheel was built; unknown if neither",
     "timestamp": "UTC, when the row finished",
 }
 
@@ -83,14 +83,20 @@ PROFILE_COLUMNS: dict[str, str] = {
 
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str:
-    root = Path(convbench.__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return ""
+    """The source's commit: from git in a checkout, else the one recorded when the wheel was built (setup.py)."""
+    package = Path(convbench.__file__).resolve().parent
+    if (package.parent / ".git").exists():
+        try:
+            out = subprocess.run(["git", "-C", str(package.parent), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                 text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+        return (package / "_commit.txt").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -187,8 +193,10 @@ class ResultSink:
     Ctrl-C inside the block ends the run, not the program: the rows so far are written and `interrupted` set."""
 
     def __init__(self, out: Path | None, stem: str, columns: Iterable[str], formats: Iterable[str],
-                 env: dict[str, Any] | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 env: dict[str, Any] | None = None, on_row: Callable[[dict[str, Any]], None] | None = None,
+                 reader_columns: Iterable[str] | None = None) -> None:
         self.out, self.stem, self.columns, self.formats = out, stem, list(columns), tuple(formats)
+        self.reader_columns = list(reader_columns) if reader_columns else None
         self.env, self.on_row = env or {}, on_row
         self.rows: list[dict[str, Any]] = []
         self.interrupted = False
@@ -226,7 +234,7 @@ class ResultSink:
         if self._samples:
             self._samples.close()
         if self.out is not None:
-            write_table(self.frame, self.out, self.stem, self.formats)
+            write_table(self.frame, self.out, self.stem, self.formats, self.reader_columns)
         if exc_type is KeyboardInterrupt:
             self.interrupted = True
             return True
@@ -241,8 +249,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_table(df: pd.DataFrame, out: Path, stem: str, formats: Iterable[str]) -> list[Path]:
-    """Write the formats other than the streamed CSV. Returns the files written."""
+def write_table(df: pd.DataFrame, out: Path, stem: str, formats: Iterable[str],
+                reader_columns: list[str] | None = None) -> list[Path]:
+    """Write the formats other than the streamed CSV; markdown is for reading, so it keeps `reader_columns` (those
+    with a value in some row) and points to the CSV for the rest. Returns the files written."""
     written = []
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
@@ -251,7 +261,11 @@ def write_table(df: pd.DataFrame, out: Path, stem: str, formats: Iterable[str]) 
         if fmt == "json":
             path.write_text(df.to_json(orient="records", indent=1))
         elif fmt == "md":
-            path.write_text(to_markdown(df))
+            if reader_columns:
+                shown = [c for c in reader_columns if c in df and df[c].notna().any() and (df[c].astype(str) != "").any()]
+                path.write_text(to_markdown(df[shown]) + f"\nEvery column, units in env.json: {stem}.csv\n")
+            else:
+                path.write_text(to_markdown(df))
         elif fmt == "parquet":
             try:
                 df.to_parquet(path)

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from convbench.cache import CountCache
-from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, prepare_out_dir, to_payload
-from convbench.errors import error_text, is_oom
+from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, to_payload
+from convbench.errors import RowFailure, error_text, is_oom
 from convbench.isolate import Child
+from convbench import outdirs
 from convbench import modes, settings
 from convbench.measure import complexity, device_time, host_load, layer_times, memory, timing
 from convbench.notes import labelled
@@ -27,7 +28,11 @@ from convbench.specs import ModelSpec, resolve_models
 if TYPE_CHECKING:
     import pandas as pd
 
-LAYER_COLUMNS = ["model", "module", "params", "macs", "acts", "cpu_time_us", "device_time_us"]
+# profile.md: the columns a reader looks for; the CSV keeps every one.
+READER_COLUMNS = ["model", "batch_size", "mode", "dtype", "params", "macs", "latency_ms_p50", "latency_ms_iqr",
+                  "throughput_img_s", "achieved_tflops", "gpu_busy", "peak_mem_infer_bytes", "peak_mem_train_bytes",
+                  "saved_act_bytes", "status", "error", "note"]
+LAYER_COLUMNS = ["model", "module", "params", "macs", "acts", "self_macs", "self_acts", "cpu_time_us", "device_time_us"]
 OnRow = Callable[[dict[str, Any]], None]
 
 
@@ -40,9 +45,23 @@ def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispat
     counts.update(macs=traced["macs"], acts=traced["acts"], unsupported_ops=unsupported)
     if by_layer:
         params = {n: sum(p.numel() for p in m.parameters()) for n, m in meta.named_modules()}
-        counts["layers"] = [{"model": spec.name, "module": name or "(model)", "params": params.get(name, 0), **c}
+        own = self_counts(traced["modules"], [n for n, _ in meta.named_modules()])
+        counts["layers"] = [{"model": spec.name, "module": name or "(model)", "params": params.get(name, 0), **c, **own[name]}
                             for name, c in traced["modules"].items()]
     return counts
+
+
+def self_counts(inclusive: dict[str, dict[str, int]], names: list[str]) -> dict[str, dict[str, int]]:
+    """Each module's own MACs and activations: its inclusive count less its direct children's. What a forward
+    computes itself (a functional matmul, F.conv2d) is its module's own, so the own counts of all modules add up
+    to the model's."""
+    children: dict[str, list[str]] = {n: [] for n in names}
+    for name in names:
+        if name:
+            children.setdefault(name.rpartition(".")[0], []).append(name)
+    zero = {"macs": 0, "acts": 0}
+    return {name: {f"self_{k}": c[k] - sum(inclusive.get(ch, zero)[k] for ch in children.get(name, [])) for k in ("macs", "acts")}
+            for name, c in inclusive.items()}
 
 
 @dataclass
@@ -210,8 +229,9 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, cache: CountCache,
         counts = cached(f"counts:{config.counter}", lambda: model_counts(spec, config.by_layer, config.counter))
         counts["counter"] = config.counter
     except Exception as exc:  # a model that cannot be built or traced still gets its rows
+        text = error_text(exc) if isinstance(exc, RowFailure) else f"counting failed: {error_text(exc)}"
         for bs in config.batch_sizes:
-            yield _error_row(spec, config, bs, f"counting failed: {error_text(exc)}")
+            yield _error_row(spec, config, bs, text)
         return
     layers = counts.pop("layers", [])
     live: LiveModel | None = None
@@ -307,14 +327,15 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
     """Measure every (model, batch size) of the config; write rows to config.out as they finish."""
     import pandas as pd
     specs = resolve_models(config.arch, config.input_size)
-    out = prepare_out_dir(Path(config.out)) if config.out is not None else None
+    out = outdirs.claim(Path(config.out), config.overwrite) if config.out is not None else None
     cache = CountCache()
     env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS}
     layer_rows: list[dict[str, Any]] = []
     if on_start:
         on_start(len(specs) * len(config.batch_sizes))
     try:
-        with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row) as sink, settings.applied(config):
+        with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row, READER_COLUMNS) as sink, \
+                settings.applied(config):
             workers = _counting_workers(config, len(specs))
             if workers > 1:
                 rows: Iterator[dict[str, Any]] = _parallel_model_rows(specs, config, cache, workers)

@@ -10,7 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from convbench.errors import UserError
+from convbench.errors import RowFailure, UserError, error_text
+from convbench.outputs import describe
 from convbench.registry import get_model_info, list_models
 
 
@@ -30,9 +31,22 @@ class ModelSpec:
         if torch.device(device).type == "meta":
             from convbench.measure.meta import build_on_meta
             with build_on_meta():
-                return self.builder()
+                return self._call_builder()
         with torch.device(device):
-            return self.builder()
+            return self._call_builder()
+
+    def _call_builder(self) -> nn.Module:
+        try:
+            module = self.builder()
+        except Exception as exc:
+            raise BuildError(f"building the model failed: {error_text(exc)}") from exc
+        if not isinstance(module, nn.Module):
+            raise BuildError(f"the builder returned {describe(module)}, not an nn.Module")
+        return module
+
+
+class BuildError(RowFailure):
+    pass
 
 
 @functools.lru_cache(maxsize=2)

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convbench.config import DTYPES, autocast, from_payload, prepare_out_dir, to_payload, validate_run, validate_threads
+from convbench.config import DTYPES, autocast, from_payload, to_payload, validate_run, validate_threads
 from convbench.data import Dataset, load_data
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
+from convbench import outdirs
 from convbench.measure import rss
+from convbench.outputs import ForwardOutputError, auxiliary, logits_of
 from convbench.measure.timing import summarize
 from convbench.registry import get_model_info, list_models
 from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now
@@ -69,6 +71,7 @@ class TrainConfig:
     data: str = "synthetic"
     seed: int = 0
     out: Path | None = None
+    overwrite: bool = False
     nproc_per_node: int = 1
     compare: str | None = None
     input_size: int | None = None
@@ -134,12 +137,13 @@ def sides_for(config: TrainConfig) -> list[Side]:
     return out
 
 
-def _loss(out: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(out, (tuple, list)):
-        logits = out[0]
-        loss = F.cross_entropy(logits.float(), y) + 0.3 * sum(F.cross_entropy(a.float(), y) for a in out[1:] if a is not None)
-    else:
-        logits, loss = out, F.cross_entropy(out.float(), y)
+def _loss(out: Any, y: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = logits_of(out)
+    if logits.dim() != 2:
+        raise ForwardOutputError(f"the forward's logits have shape {tuple(logits.shape)}; training needs (batch, classes)")
+    if logits.shape[1] < classes:
+        raise ForwardOutputError(f"the forward gives {logits.shape[1]} logits per image, but the data has {classes} classes")
+    loss = F.cross_entropy(logits.float(), y) + 0.3 * sum(F.cross_entropy(a.float(), y) for a in auxiliary(out))
     return loss, logits
 
 
@@ -157,7 +161,7 @@ def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, cha
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast():
                 out = model(x)
-            logits = out[0] if isinstance(out, (tuple, list)) else out
+            logits = logits_of(out)
             correct += int((logits.argmax(1).cpu() == data.test_y[i:i + 256]).sum())
     model.train()
     return correct / len(data.test_y)
@@ -207,7 +211,7 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with autocast_ctx():
-            loss, logits = _loss(step_model(x), y)
+            loss, logits = _loss(step_model(x), y, data.num_classes)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
@@ -298,7 +302,7 @@ def _isolated_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[
 
 def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainRun:
     sides = sides_for(config)
-    out = prepare_out_dir(Path(config.out)) if config.out is not None else None
+    out = outdirs.claim(Path(config.out), config.overwrite) if config.out is not None else None
     steps_writer = RowWriter(out / "train_steps.csv", STEP_COLUMNS) if out is not None else None
     stopped = None
 

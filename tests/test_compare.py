@@ -1,4 +1,5 @@
 """`convbench compare`: the papers' arithmetic, counted exactly; the measurement path end to end on the CPU."""
+import math
 import pandas as pd
 import pytest
 import torch
@@ -75,6 +76,12 @@ def test_verdict_wording():
     assert verdict(0.72, 0.86)[0] == pytest.approx(0.5)
     assert verdict(0.72, 1.1)[1].startswith("no speed-up")
     assert verdict(1.0, 1.8)[1].startswith("equal MACs")
+    # ResNeXt 8x14d counts 1.026x the MACs of 1x64d: the same complexity to its authors, and no share of a saving
+    # to divide by (it read -13.42 before)
+    share, text = verdict(1.026, 1.35)
+    assert math.isnan(share) and text == "equal MACs (within 5%); 1.35x the time"
+    share, text = verdict(1.3, 1.2)
+    assert math.isnan(share) and text == "1.20x the time for 1.30x the MACs"
 
 
 def test_compare_cli_end_to_end(tmp_path, capsys):

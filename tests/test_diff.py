@@ -104,10 +104,14 @@ def test_across_a_setting_on_purpose_with_on(sleepy, monkeypatch, capsys):
 
 
 def test_bad_folders_are_one_line(sleepy, monkeypatch, capsys, tmp_path):
+    from convbench.compare import compare
     good = _run(sleepy / "a", monkeypatch)
+    compare_run = tmp_path / "c"
+    compare("reduction", shape=(8, 8, 8), pairs=3, warmup=0, out=compare_run)
     for argv, needle in (((str(tmp_path / "nowhere"), str(good)), "does not exist"),
                          ((str(good / "profile.csv"), str(good)), "is a file"),
                          ((str(good), str(tmp_path)), "holds no profile.csv or compare.csv"),
+                         ((str(good), str(compare_run)), f"{compare_run} is a compare run and the other folder a profile run"),
                          ((str(good), str(good), "--metric", "nosuch"), "is not a column of both folders"),
                          ((str(good), str(good), "--format", "xml"), "unknown --format")):
         code, out, err = run(capsys, "diff", *argv)
@@ -129,4 +133,4 @@ def test_report_of_two_folders_draws_the_ratios(sleepy, monkeypatch, capsys):
     assert code == 0, err
     assert (new / "diff_run.png").stat().st_size > 0
     page = (new / "report.html").read_text()
-    assert "<h2>What changed: run</h2>" in page and "<h2>diff .</h2>" in page
+    assert f"<h2>What changed: {old} -&gt; {new}</h2>" in page and f"<h2>{old} -&gt; {new}: every matched row</h2>" in page

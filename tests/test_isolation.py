@@ -157,7 +157,7 @@ def test_a_model_the_child_cannot_import_gives_one_line_per_row(hostile_models, 
     monkeypatch.setenv("HOSTILE_PARENT_PID", str(os.getpid()))
     code, out, err = run(capsys, "profile", "--arch", "hostile:tiny", "--isolate", "--batch-size", "1,2", "--iters", "1",
                          "--input-size", "16", "--out", str(tmp_path / "o"))
-    assert code == 0 and err == ""
+    assert code == 1 and err == ""  # rows that failed: a script must not read success
     rows = run_profile(_isolated("hostile:tiny")).rows
     assert [r["status"] for r in rows] == ["error", "error"]
     assert rows[0]["error"].startswith("child exited with code 2: cannot import 'hostile' for --arch hostile:tiny: ")

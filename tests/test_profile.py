@@ -129,7 +129,7 @@ def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, cust
     out = tmp_path / "run"
     code, stdout, err = run(capsys, "profile", "--arch", f"{custom_models}:ooms_above_2,{custom_models}:not_a_module_builder,resnet18",
                             "--batch-size", "1,4", "--iters", "1", "--warmup", "0", "--input-size", "64", "--out", str(out))
-    assert code == 0, err
+    assert code == 1, err  # a builder that raises is a failed row; the OOM alone would be a result (exit 0)
     df = pd.read_csv(out / "profile.csv")
     status = dict(zip(zip(df.model, df.batch_size), df.status))
     assert status[(f"{custom_models}:ooms_above_2", 1)] == "ok"
@@ -138,7 +138,8 @@ def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, cust
     assert status[("resnet18", 1)] == status[("resnet18", 4)] == "ok"
     oom_row = df[(df.model == f"{custom_models}:ooms_above_2") & (df.batch_size == 4)].iloc[0]
     assert "out of memory" in oom_row.error and pd.isna(oom_row.latency_ms_p50)
-    assert "broken builder" in df[df.model == f"{custom_models}:not_a_module_builder"].iloc[0].error
+    assert df[df.model == f"{custom_models}:not_a_module_builder"].iloc[0].error == \
+        "building the model failed: ValueError: broken builder"
 
 
 def test_interrupt_keeps_finished_rows(tmp_path, capsys, custom_models):

@@ -35,10 +35,14 @@ def test_report_renders_every_plot(results, capsys):
     # numbers right-aligned with thousands separators, text left-aligned, each run's environment shown
     assert "<td class='num'>11,689,512</td>" in page and "<td class='text'>resnet18</td>" in page
     assert "<td class='text'>profile</td>" in page  # the folder each row came from
-    assert page.count("<details class='env' open><summary>") == 3
+    # each run's environment: a row of a short table, the raw env.json folded away
+    assert page.count("<details class='env'><summary>") == 3
     for where in ("profile", "compare", "train"):
-        assert f"<summary>{where}: cpu " in page
+        assert f"<summary>{where}: env.json</summary>" in page
+        assert f"<tr><td class='text'>{where}</td><td class='text'>" in page
     assert "not known to convbench" in summary  # a CPU gets no invented roofline ceiling
+    assert "<th>device_ratio</th>" not in page and "<th>gpu_busy</th>" not in page  # no empty GPU-only columns on a CPU
+    assert "<meta name='viewport'" in page
 
 
 def test_report_flag_on_compare(tmp_path, capsys):
@@ -61,3 +65,38 @@ def test_without_matplotlib_it_says_how_to_install(results, capsys, monkeypatch)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     code, _, err = run(capsys, "report", str(results))
     assert code == 2 and 'pip install "convbench[report]"' in err and len(err.splitlines()) == 1
+
+
+def test_two_runs_are_told_apart_and_one_batch_size_draws_no_throughput_curve(tmp_path, capsys):
+    for run_name in ("first", "second"):
+        convbench.profile.profile("resnet18,alexnet", iters=2, warmup=0, input_size=64, cpu_memory=False,
+                                  out=tmp_path / run_name)
+    code, out, err = run(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    assert not (tmp_path / "throughput_vs_batch.png").exists()  # one batch size a run: no curve to draw
+    page = (tmp_path / "report.html").read_text()
+    assert "colour: the run, marker: the batch size" in page and "one bar per run" in page
+    assert out.strip().endswith(f"(4 figures, 1 table), PNGs and report.md in {tmp_path}") or "figures" in out
+    from convbench.report import make_report
+    report = make_report(tmp_path)
+    assert [f.name for f in report.figures] == ["macs_vs_latency", "roofline", "zoo_overview"]
+
+
+def test_report_out_and_an_unwritable_folder(results, tmp_path, capsys, monkeypatch):
+    code, out, err = run(capsys, "report", str(results), "--out", str(tmp_path / "elsewhere"))
+    assert code == 0, err and (tmp_path / "elsewhere" / "report.html").exists()
+    import convbench.outdirs as outdirs
+
+    def read_only(path):
+        raise convbench.errors.UserError(f"cannot write to output folder {path}: Read-only file system")
+    monkeypatch.setattr(outdirs, "prove_writable", read_only)
+    code, out, err = run(capsys, "report", str(results))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip() == (f"error: cannot write to output folder {results}: Read-only file system; write the report "
+                           "elsewhere with --out DIR")
+
+
+def test_one_figure_is_said_in_the_singular(tmp_path, capsys):
+    run_train(TrainConfig(arch="resnet18", steps=2, batch_size=2, input_size=32, out=tmp_path))
+    code, out, err = run(capsys, "report", str(tmp_path))
+    assert code == 0 and "(1 figure, 1 table)" in out

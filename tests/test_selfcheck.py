@@ -144,6 +144,9 @@ def test_others_share_is_the_machine_time_this_process_did_not_use(monkeypatch):
     assert host_load.others_share(a, b) == (150 - 50 + 10) / 200
     assert host_load.load_columns(a, b) == {"host_busy": 0.55, "busy": True}
     assert host_load.load_columns(None, b) == {}
+    # 3 ms of a 2-core machine is 0.6 jiffies of capacity: one tick of a neighbour would read as 100% busy
+    short = host_load.Snapshot(wall=10.003, busy=1001, steal=0, own=400, cpus=2)
+    assert host_load.others_share(a, short) is None and host_load.load_columns(a, short) == {}
 
 
 def test_a_row_timed_beside_a_spinning_neighbour_is_busy_and_the_cli_says_so(capsys, tmp_path):

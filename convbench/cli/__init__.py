@@ -7,7 +7,7 @@ from typing import Sequence
 import typer
 
 from convbench.cli import baseline_cmd, compare_cmd, diff_cmd, gate_cmd, list_cmd, profile_cmd, report_cmd, selfcheck_cmd, train_cmd  # noqa: F401  (each registers its command)
-from convbench.cli.app import app, console
+from convbench.cli.app import app, console, terminal_width
 from convbench.errors import UserError, UserInterrupt
 
 __all__ = ["app", "main"]
@@ -34,6 +34,8 @@ def _one_line(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: every user mistake ends as one line on stderr and a non-zero exit, never a traceback."""
+    # Read at every call: the width of this terminal now (tests and scripts set COLUMNS per call).
+    console.width = terminal_width()
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="convbench", standalone_mode=False)
     except UserInterrupt as exc:

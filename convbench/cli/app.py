@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Annotated, Optional
 
@@ -11,15 +12,23 @@ import convbench
 
 app = typer.Typer(
     name="convbench",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
     help="Parameters, MACs, memory and speed of the classic ImageNet CNNs and the block designs their papers argue about.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped or logged output gets room for a full results table instead of rich's 80-column default.
-_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
-console = Console(width=_WIDTH)
+console = Console()
 err_console = Console(stderr=True)
+
+
+def terminal_width() -> int:
+    """$COLUMNS when set, else the terminal's width; piped or logged output (no terminal to fit) gets 120."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else 120
 
 
 def _version(value: bool) -> None:

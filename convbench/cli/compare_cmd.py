@@ -9,10 +9,11 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
-from convbench.cli.tables import busy_warning, closing_line, compare_tables
-from convbench.compare import CompareConfig, run_compare
+from convbench.cli.sweep import exit_code, interrupted, output_folder
+from convbench.cli.tables import busy_warning, closing_line, print_compare
+from convbench.compare import CPU_MEMORY_NOTE, CompareConfig, run_compare
 from convbench.config import parse_int_list, parse_list
-from convbench.errors import UserError, UserInterrupt
+from convbench.errors import UserError
 from convbench.modes import modes_from_flags
 
 
@@ -39,7 +40,9 @@ def compare_command(
     shape: Annotated[Optional[str], typer.Option("--shape", help="C,H,W for every block case (whole-network cases keep theirs).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs of each variant first.")] = 3,
     pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline.")] = 15,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/compare"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/compare/<time>, and runs/compare/latest).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any row not ok (oom included).")] = False,
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet.")] = "csv,md",
     counter: Annotated[str, typer.Option(help="MACs and activations from: dispatch (meta device, fast) or fvcore (JIT trace).")] = "dispatch",
     isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Measure whole-network cases in a child process (default: on for CUDA).")] = None,
@@ -47,29 +50,31 @@ def compare_command(
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Claimed vs counted vs measured cost of the block designs the papers argue about."""
-    config = CompareConfig(
-        name=name, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
-        channels_last=channels_last, mode=_one_mode(mode, compile, cuda_graphs), shape=parse_int_list(shape, "--shape") if shape else None, warmup=warmup,
-        pairs=pairs, out=out, formats=tuple(dict.fromkeys(("csv", *parse_list(format)))), counter=counter, isolate=isolate, timeout=timeout,
-        cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
-    )
-    with LazyProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
-        def on_row(row: dict[str, Any]) -> None:
-            progress.update(description=f"{row['case']}: {row['variant']} b{row['batch_size']}")
+    with output_folder(out, "compare") as folder:
+        config = CompareConfig(
+            name=name, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
+            channels_last=channels_last, mode=_one_mode(mode, compile, cuda_graphs),
+            shape=parse_int_list(shape, "--shape") if shape else None, warmup=warmup, pairs=pairs, out=folder,
+            overwrite=overwrite, formats=tuple(dict.fromkeys(("csv", *parse_list(format)))), counter=counter,
+            isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
+        )
+        with LazyProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+            def on_row(row: dict[str, Any]) -> None:
+                progress.update(description=f"{row['case']}: {row['variant']} b{row['batch_size']}")
 
-        run = run_compare(config, on_row=on_row)
-    tables, notes = compare_tables(run.frame)
-    for table in tables:
-        console.print(table)
-    for i, note in enumerate(notes, 1):
-        console.print(f"[{i}] {note}", highlight=False, markup=False)
-    if config.device == "cpu":
-        console.print("peak memory is not measured for blocks on the CPU; the saved-activation ratio is exact", style="dim")
+            run = run_compare(config, on_row=on_row)
+    where = f"{folder}/compare.csv"
+    if len(run.frame):
+        print_compare(console, run.frame, where)
+    if config.device == "cpu" and len(run.frame):
+        console.print(f"note: {CPU_MEMORY_NOTE}", style="dim", highlight=False)
     warning = busy_warning(run.frame, lambda r: f"{r['case']}: {r['variant']} b{r['batch_size']}")
     if warning:
         console.print(warning, style="yellow", highlight=False)
-    console.print(closing_line(run.frame, f"{out}/compare.csv"), highlight=False)
-    if report:
-        print_report(out)
+    if len(run.frame) or not run.interrupted:
+        console.print(closing_line(run.frame, where), highlight=False)
     if run.interrupted:
-        raise UserInterrupt(f"interrupted: the {len(run.rows)} finished rows are in {out}/compare.csv")
+        raise interrupted(len(run.rows), where)
+    if report:
+        print_report(folder)
+    raise typer.Exit(exit_code(run.frame, strict))

@@ -4,9 +4,9 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from convbench.cli.app import app, console
+from convbench.cli.fit import Column, left_out_line, plural, table, wrap
 from convbench.zoo import zoo_table
 
 
@@ -20,15 +20,17 @@ def list_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"convbench zoo ({len(rows)} models)", title_justify="left")
-    cells = [[r["name"], r["family"], str(r["input_size"]), f"{r['params']:,}", f"{r['macs'] / 1e9:.3f}", r["notes"]] for r in rows]
-    for i, (column, justify) in enumerate((("model", "left"), ("family", "left"), ("input", "right"),
-                                           ("params", "right"), ("GMACs", "right"), ("notes", "left"))):
-        is_notes = column == "notes"
-        # The figures never shrink or wrap; the notes column wraps in what width is left.
-        width = max([len(column)] + [len(c[i]) for c in cells])
-        table.add_column(column, justify=justify, no_wrap=not is_notes, min_width=None if is_notes else width)
-    for c in cells:
-        table.add_row(*c)
-    console.print(table)
-    console.print("MACs: multiply-accumulates per image in conv and linear layers (1 MAC = 2 FLOPs), eval forward.", style="dim")
+    columns = [Column("model", 0, "left", [r["name"] for r in rows]),
+               Column("family", 3, "left", [r["family"] for r in rows]),
+               Column("input", 2, cells=[str(r["input_size"]) for r in rows]),
+               Column("params", 0, cells=[f"{r['params']:,}" for r in rows]),
+               Column("GMACs", 0, cells=[f"{r['macs'] / 1e9:.3f}" for r in rows]),
+               Column("paper", 1, "left", [r["paper"].split(",")[0] for r in rows]),
+               Column("notes", 4, "left", [r["notes"] for r in rows])]
+    t, left_out = table(f"convbench zoo ({plural(len(rows), 'model')})", columns, console.width)
+    console.print(t)
+    line = left_out_line(left_out, "convbench list --json")
+    for part in [line, "MACs: multiply-accumulates per image in conv and linear layers (1 MAC = 2 FLOPs), eval forward; "
+                 "paper: its first author and year (the title: --json)."]:
+        for text in wrap(part, console.width, indent="") if part else []:
+            console.print(text, style="dim", highlight=False)

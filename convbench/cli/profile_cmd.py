@@ -9,16 +9,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
-from convbench.cli.tables import LAUNCH_LEGEND, NOISY_LEGEND, busy_warning, closing_line, profile_table
+from convbench.cli.sweep import exit_code, interrupted, output_folder
+from convbench.cli.tables import busy_warning, closing_line, print_profile
 from convbench.config import ProfileConfig, parse_int_list, parse_list
-from convbench.errors import UserInterrupt
 from convbench.modes import modes_from_flags
 from convbench.runner import run_profile
 
 
 @app.command("profile")
 def profile_command(
-    arch: Annotated[str, typer.Option("--arch", "-a", help="'all', a name, an fnmatch pattern, a comma list, or package.module:function.")] = "all",
+    arch: Annotated[str, typer.Option("--arch", "-a", help="all, a name, a pattern ('resnet*'), a comma list, or module:function.")] = "all",
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     batch_size: Annotated[str, typer.Option("--batch-size", "-b", help="Comma list of batch sizes.")] = "1",
     dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA) / bf16.")] = "fp32",
@@ -34,7 +34,9 @@ def profile_command(
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
     min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed work per row when --iters is not given.")] = 1.0,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Override every model's input size.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/profile"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/profile/<time>, and runs/profile/latest).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any row not ok (partial and oom included).")] = False,
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
     counter: Annotated[str, typer.Option(help="MACs and activations from: dispatch (meta device, fast) or fvcore (JIT trace).")] = "dispatch",
@@ -42,34 +44,31 @@ def profile_command(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds a row may take under --isolate before its child is killed.")] = 900.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
-    """Measure params, MACs, activations, memory and latency; one row per model and batch size."""
+    """Measure params, MACs, activations, memory and latency; one row per model, batch size and mode."""
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
-    config = ProfileConfig(
-        arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
-        channels_last=channels_last, modes=modes_from_flags(mode, compile, cuda_graphs), cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
-        metrics=metrics,
-        warmup=warmup, iters=iters, min_time=min_time, input_size=input_size, out=out, formats=formats, by_layer=by_layer,
-        counter=counter, isolate=isolate, timeout=timeout,
-    )
-    with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
-        def on_row(row: dict[str, Any]) -> None:
-            progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
+    with output_folder(out, "profile") as folder:
+        config = ProfileConfig(
+            arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
+            channels_last=channels_last, modes=modes_from_flags(mode, compile, cuda_graphs), cudnn_benchmark=cudnn_benchmark,
+            tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters, min_time=min_time, input_size=input_size,
+            out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer, counter=counter, isolate=isolate, timeout=timeout,
+        )
+        with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+            def on_row(row: dict[str, Any]) -> None:
+                progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
 
-        run = run_profile(config, on_row=on_row,
-                          on_start=lambda n: progress.update(total=n * len(config.run_modes), description="profiling"))
-    table, notes = profile_table(run.frame, config.metrics)
-    console.print(table)
-    if config.metrics == "all":
-        console.print(NOISY_LEGEND, style="dim", highlight=False)
-        if "launch_bound" in run.frame and (run.frame["launch_bound"] == True).any():  # noqa: E712  (NaN on the CPU)
-            console.print(LAUNCH_LEGEND, style="dim", highlight=False)
-    for i, note in enumerate(notes, 1):
-        console.print(f"[{i}] {note}", highlight=False, markup=False)
+            run = run_profile(config, on_row=on_row,
+                              on_start=lambda n: progress.update(total=n * len(config.run_modes), description="profiling"))
+    where = f"{folder}/profile.csv"
+    if len(run.frame):
+        print_profile(console, run.frame, config.metrics, where)
     warning = busy_warning(run.frame, lambda r: f"{r['model']} b{r['batch_size']}" + (f" {r['mode']}" if r.get("mode") != "eager" else ""))
     if warning:
         console.print(warning, style="yellow", highlight=False)
-    console.print(closing_line(run.frame, f"{out}/profile.csv"), highlight=False)
-    if report:
-        print_report(out)
+    if len(run.frame) or not run.interrupted:
+        console.print(closing_line(run.frame, where), highlight=False)
     if run.interrupted:
-        raise UserInterrupt(f"interrupted: the {len(run.rows)} finished rows are in {out}/profile.csv")
+        raise interrupted(len(run.rows), where)
+    if report:
+        print_report(folder)
+    raise typer.Exit(exit_code(run.frame, strict))

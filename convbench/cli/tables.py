@@ -1,27 +1,19 @@
-"""Rich tables for the console: a readable subset of a run's columns, with units in the headers."""
+"""What the commands print: tables that fit the terminal with every figure whole (convbench.cli.fit), the notes
+under them, and the closing line. Counts are shown in units that fit (112, 8.45k, 11.7M, 1.81G)."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from rich.table import Table
+from rich.console import Console
+
+from convbench.cli.fit import Column, left_out_line, mib, num, plural, si, table, wrap
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-def _num(v: Any, fmt: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
-        return "-"
-    return format(v, fmt)
-
-
-def _mib(v: Any) -> str:
-    return _num(_scaled(v, 2**20), ".1f")
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
+NOISY_LEGEND = "~ after a latency: noisy, its IQR is more than 10% of its median"
+LAUNCH_LEGEND = "! after GPU busy: launch-bound, the GPU works less than half of each forward; compare modes, not these latencies"
 
 
 def status_cell(r: dict[str, Any], notes: list[str], label: str) -> str:
@@ -32,85 +24,144 @@ def status_cell(r: dict[str, Any], notes: list[str], label: str) -> str:
     return f"{r['status']} [{len(notes)}]"
 
 
-def profile_table(df: pd.DataFrame, metrics: str) -> tuple[Table, list[str]]:
-    """Params in millions, MACs in G per image, memory in MiB; '~' marks a noisy latency. Returns the table
-    and the notes (one per row that is not ok) to print under it."""
+def print_notes(console: Console, notes: list[str], width: int) -> None:
+    for i, note in enumerate(notes, 1):
+        for line in wrap(f"[{i}] {note}", width, indent=""):
+            console.print(line, highlight=False, markup=False)
+
+
+def _is(value: Any) -> bool:
+    return value is True or value == "True"
+
+
+def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[str]]:
+    """The profile table's columns, ranked (0: always shown), and the notes for rows that are not ok."""
+    rows = df.to_dict("records")
     show_mode = "mode" in df and (df["mode"].nunique() > 1 or (df["mode"].dropna() != "eager").any())
-    show_busy = metrics == "all" and "gpu_busy" in df and df["gpu_busy"].notna().any()
-    columns = ["model", "batch"] + (["mode"] if show_mode else []) + ["params M", "GMACs", "saved MiB"]
-    if metrics == "all":
-        columns += ["p50 ms", "IQR ms", "img/s", "TFLOP/s"] + (["GPU busy"] if show_busy else []) + ["infer MiB", "train MiB"]
-    columns.append("status")
-    device = df["device_name"].iloc[0] if len(df) else ""
-    dtype = df["dtype"].iloc[0] if len(df) else ""
-    table = Table(title=f"{device}, {dtype}", title_justify="left", box=None, pad_edge=False, collapse_padding=True,
-                  header_style="bold underline")
-    for name in columns:
-        table.add_column(name, justify="left" if name in ("model", "status") else "right", no_wrap=True)
+    timed = metrics == "all" and "latency_ms_p50" in df and df["latency_ms_p50"].notna().any()
+    show_busy = timed and "gpu_busy" in df and df["gpu_busy"].notna().any()
     notes: list[str] = []
-    for r in df.to_dict("records"):
-        cells = [r["model"], str(r["batch_size"])] + ([str(r["mode"])] if show_mode else []) + [
-            _num(_scaled(r["params"], 1e6), ".2f"), _num(_scaled(r["macs"], 1e9), ".3f"), _mib(r["saved_act_bytes"])]
-        if metrics == "all":
-            noisy = "~" if r.get("noisy") is True else ""
-            cells += [_num(r["latency_ms_p50"], ".2f") + noisy, _num(r["latency_ms_iqr"], ".2f"), _num(r["throughput_img_s"], ".1f"),
-                      _num(r["achieved_tflops"], ".3f")]
-            if show_busy:
-                cells.append(_num(r["gpu_busy"], ".0%") + ("!" if r.get("launch_bound") is True else ""))
-            cells += [_mib(r["peak_mem_infer_bytes"]), _mib(r["peak_mem_train_bytes"])]
-        cells.append(status_cell(r, notes, f"{r['model']} b{r['batch_size']}"))
-        table.add_row(*cells)
-    return table, notes
+    columns = [Column("model", 0, "left", [str(r["model"]) for r in rows]),
+               Column("batch", 0, cells=[str(r["batch_size"]) for r in rows])]
+    if show_mode:
+        columns.append(Column("mode", 0, "left", [str(r.get("mode") or "") for r in rows]))
+    columns += [Column("params", 2 if timed else 0, cells=[si(r.get("params")) for r in rows]),
+                Column("MACs/img", 1 if timed else 0, cells=[si(r.get("macs")) for r in rows])]
+    if not timed:
+        columns += [Column("acts/img", 2, cells=[si(r.get("acts")) for r in rows]),
+                    Column("saved MiB", 1, cells=[mib(r.get("saved_act_bytes")) for r in rows])]
+    else:
+        columns += [
+            Column("p50 ms", 0, cells=[num(r.get("latency_ms_p50"), ".2f") + ("~" if _is(r.get("noisy")) else "") for r in rows]),
+            Column("img/s", 1, cells=[num(r.get("throughput_img_s"), ",.1f") for r in rows]),
+        ]
+        if show_busy:
+            columns.append(Column("GPU busy", 1, cells=[num(r.get("gpu_busy"), ".0%") + ("!" if _is(r.get("launch_bound")) else "")
+                                                         for r in rows]))
+        columns += [Column("TFLOP/s", 3, cells=[num(r.get("achieved_tflops"), ".3f") for r in rows]),
+                    Column("IQR ms", 4, cells=[num(r.get("latency_ms_iqr"), ".2f") for r in rows]),
+                    Column("train MiB", 3, cells=[mib(r.get("peak_mem_train_bytes")) for r in rows]),
+                    Column("infer MiB", 4, cells=[mib(r.get("peak_mem_infer_bytes")) for r in rows]),
+                    Column("saved MiB", 5, cells=[mib(r.get("saved_act_bytes")) for r in rows])]
+    columns.append(Column("status", 0, "left", [status_cell(r, notes, f"{r['model']} b{r['batch_size']}"
+                                                            + (f" {r['mode']}" if show_mode else "")) for r in rows]))
+    return columns, notes
+
+
+def print_profile(console: Console, df: pd.DataFrame, metrics: str, where: str) -> None:
+    width = console.width
+    columns, notes = profile_columns(df, metrics)
+    device = df["device_name"].iloc[0] if len(df) and "device_name" in df else ""
+    dtype = df["dtype"].iloc[0] if len(df) and "dtype" in df else ""
+    t, left_out = table(f"{device}, {dtype}" if device else None, columns, width)
+    console.print(t)
+    timed = any(c.header == "p50 ms" for c in columns)
+    if timed and df["noisy"].astype(str).eq("True").any():
+        console.print(NOISY_LEGEND, style="dim", highlight=False)
+    if timed and "launch_bound" in df and df["launch_bound"].astype(str).eq("True").any():
+        for line in wrap(LAUNCH_LEGEND, width, indent=""):
+            console.print(line, style="dim", highlight=False)
+    line = left_out_line(left_out, where)
+    if line:
+        for part in wrap(line, width, indent=""):
+            console.print(part, style="dim", highlight=False)
+    print_notes(console, notes, width)
+    row_notes = sorted({n for n in df.get("note", []).dropna()} if "note" in df else set())
+    for n in row_notes:
+        for part in wrap(f"note: {n}", width, indent=""):
+            console.print(part, style="dim", highlight=False, markup=False)
 
 
 def closing_line(df: pd.DataFrame, path: str) -> str:
     """'37 rows: 36 ok, 1 partial (notes above) -> DIR/profile.csv'."""
-    counts = df["status"].value_counts()
+    counts = df["status"].value_counts() if len(df) else {}
     parts = [f"{counts[s]} {s}" for s in ("ok", "partial", "oom", "error", "diverged") if s in counts]
-    noted = " (notes above)" if len(df) - counts.get("ok", 0) else ""
-    return f"{plural(len(df), 'row')}: {', '.join(parts)}{noted} -> {path}"
+    noted = " (notes above)" if len(df) - (counts.get("ok", 0) if len(df) else 0) else ""
+    return f"{plural(len(df), 'row')}: {', '.join(parts) or 'none finished'}{noted} -> {path}"
 
 
-NOISY_LEGEND = "~ after a latency: noisy, its IQR is more than 10% of its median"
-LAUNCH_LEGEND = "! after GPU busy: launch-bound, the GPU works less than half of each forward; compare modes, not these latencies"
+def compare_case(group: pd.DataFrame, notes: list[str], width: int) -> tuple[list[str], list[Column], list[str]]:
+    """One case: heading lines, columns, and the verdict lines under its table."""
+    first = group.iloc[0]
+    rows = group.to_dict("records")
+    mode = f", {first['mode']}" if first.get("mode", "eager") != "eager" else ""
+    heading = [f"{first['comparison']} / {first['case']}",
+               f"{first['input_shape']}, batch {first['batch_size']}, {first['device_name']}, {first['dtype']}{mode}",
+               f"claim: {first['claim']}"]
+    device = "device_ratio" in group and group["device_ratio"].notna().any()
+
+    def ci(r: dict[str, Any]) -> str:
+        lo, hi = r.get("ratio_ci_low"), r.get("ratio_ci_high")
+        if r["variant"] == r["baseline"] or not isinstance(lo, float) or math.isnan(lo):
+            return "-"
+        return f"{lo:.2f}-{hi:.2f}"
+    columns = [Column("variant", 0, "left", [str(r["variant"]) for r in rows]),
+               Column("params", 4, cells=[si(r.get("params")) for r in rows]),
+               Column("MACs", 2, cells=[si(r.get("macs")) for r in rows]),
+               Column("claimed", 1, cells=[num(r.get("claimed_ratio"), ".3f") for r in rows]),
+               Column("counted", 0, cells=[num(r.get("counted_ratio"), ".3f") for r in rows]),
+               Column("measured", 0, cells=[num(r.get("measured_ratio"), ".3f") for r in rows]),
+               Column("95% CI", 2, cells=[ci(r) for r in rows])]
+    if device:
+        columns += [Column("device", 1, cells=[num(r.get("device_ratio"), ".3f") for r in rows]),
+                    Column("GPU busy", 2, cells=[num(r.get("gpu_busy"), ".0%") for r in rows])]
+    columns += [Column("p50 ms", 3, cells=[num(r.get("latency_ms_p50"), ".2f") for r in rows]),
+                Column("saved act", 4, cells=[num(r.get("saved_act_ratio"), ".3f") for r in rows])]
+    verdicts = []
+    for r in rows:
+        if r["variant"] == r["baseline"]:
+            continue
+        text = r["verdict"] if r["status"] == "ok" else status_cell(r, notes, f"{first['case']}: {r['variant']} b{r['batch_size']}")
+        if isinstance(r.get("max_abs_diff"), float) and not math.isnan(r["max_abs_diff"]):
+            text += f"; same output as the baseline within {r['max_abs_diff']:.1e}"
+        verdicts += wrap(f"{r['variant']}: {text}", width)
+    return heading, columns, verdicts
 
 
-def _scaled(v: Any, unit: float) -> Any:
-    return v / unit if isinstance(v, (int, float)) else v
+def print_compare(console: Console, df: pd.DataFrame, where: str) -> None:
+    width = console.width
+    notes: list[str] = []
+    all_left_out: dict[str, None] = {}
+    for _, group in df.groupby(["comparison", "case", "batch_size"], sort=False):
+        heading, columns, verdicts = compare_case(group, notes, width)
+        console.print()
+        for i, line in enumerate(heading):
+            for part in wrap(line, width, indent=""):
+                console.print(part, style="bold" if i == 0 else None, highlight=False, markup=False)
+        t, left_out = table(None, columns, width)
+        all_left_out.update((c.header, None) for c in left_out)
+        console.print(t)
+        for line in verdicts:
+            console.print(line, highlight=False, markup=False)
+    console.print()
+    if all_left_out:
+        line = left_out_line([Column(h) for h in all_left_out], where)
+        for part in wrap(line, width, indent=""):
+            console.print(part, style="dim", highlight=False)
+    print_notes(console, notes, width)
 
 
-def _ratio_cell(v: Any) -> str:
-    return _num(v, ".3f")
-
-
-def compare_tables(df: pd.DataFrame) -> tuple[list[Table], list[str]]:
-    """One table per case: claim, count and measurement side by side; notes for rows that are not ok."""
-    tables, notes = [], []
-    for (comparison, case, bs), group in df.groupby(["comparison", "case", "batch_size"], sort=False):
-        first = group.iloc[0]
-        mode = f", {first['mode']}" if first.get("mode", "eager") != "eager" else ""
-        table = Table(title=f"{comparison} / {case} — {first['input_shape']}, batch {bs}, {first['device_name']} {first['dtype']}{mode}",
-                      caption=f"claim: {first['claim']}", title_justify="left", caption_justify="left")
-        device = "device_ratio" in group and group["device_ratio"].notna().any()
-        columns = ["variant", "params", "GMACs", "claimed", "counted", "measured (95% CI)"] + (["device", "GPU busy"] if device else [])
-        for col in columns + ["p50 ms", "saved act", "verdict"]:
-            table.add_column(col, justify="left" if col in ("variant", "verdict") else "right", no_wrap=col != "verdict")
-        for r in group.to_dict("records"):
-            measured = _ratio_cell(r["measured_ratio"])
-            if r["variant"] != r["baseline"] and isinstance(r["ratio_ci_low"], float) and not math.isnan(r["ratio_ci_low"]):
-                measured += f" ({r['ratio_ci_low']:.2f}-{r['ratio_ci_high']:.2f})"
-            verdict = r["verdict"] if r["status"] == "ok" else status_cell(r, notes, f"{case}: {r['variant']} b{bs}")
-            if isinstance(r.get("max_abs_diff"), float) and not math.isnan(r["max_abs_diff"]):
-                verdict += f"; same output as baseline within {r['max_abs_diff']:.1e}"
-            extra = [_ratio_cell(r["device_ratio"]), _num(r["gpu_busy"], ".0%")] if device else []
-            table.add_row(r["variant"], _num(r["params"], ","), _num(_scaled(r["macs"], 1e9), ".4f"), _ratio_cell(r["claimed_ratio"]),
-                          _ratio_cell(r["counted_ratio"]), measured, *extra, _num(r["latency_ms_p50"], ".2f"),
-                          _ratio_cell(r["saved_act_ratio"]), verdict)
-        tables.append(table)
-    return tables, notes
-
-
-def busy_warning(df: pd.DataFrame, label) -> str | None:
+def busy_warning(df: pd.DataFrame, label: Callable[[dict[str, Any]], str]) -> str | None:
     """One line naming the rows timed while other processes used the machine, or None."""
     if "busy" not in df:
         return None
@@ -120,5 +171,5 @@ def busy_warning(df: pd.DataFrame, label) -> str | None:
     names = [label(r) for r in busy.to_dict("records")]
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     worst = float(busy["host_busy"].max())
-    return (f"warning: {len(names)} row{'s' if len(names) != 1 else ''} timed while other processes used up to {worst:.0%} of "
+    return (f"warning: {plural(len(names), 'row')} timed while other processes used up to {worst:.0%} of "
             f"the CPU (busy): {shown}; rerun on a quiet machine")

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from collections import deque
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
 from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
+from convbench.cli.fit import Column, left_out_line, mib, num, table, wrap
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
-from convbench.cli.tables import _num, _scaled, status_cell, closing_line
+from convbench.cli.sweep import exit_code, output_folder
+from convbench.cli.tables import closing_line, print_notes, status_cell
 from convbench.errors import UserError, UserInterrupt
 from convbench.train import TrainConfig, run_train
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @app.command("train")
@@ -22,7 +26,7 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per step (per process).")] = 32,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA, with a grad scaler) / bf16.")] = "fp32",
-    channels_last: Annotated[bool, typer.Option("--channels-last")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     cudnn_benchmark: CudnnBenchmark = True,
     tf32: Tf32 = None,
@@ -34,45 +38,70 @@ def train_command(
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between loss lines and the window of final loss/accuracy.")] = 10,
     compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/train"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/train/<time>, and runs/train/latest).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any run not ok (oom included).")] = False,
     isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Train each network in its own child process (default: on for CUDA with several networks).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds an isolated run may go without a step before it is killed.")] = 1800.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
-    config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=device, dtype=dtype, channels_last=channels_last,
-                         compile=compile, lr=lr, data=data, seed=seed, out=out, nproc_per_node=nproc_per_node,
-                         compare=compare, input_size=input_size, log_every=log_every, isolate=isolate, timeout=timeout,
-                         cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads)
-    with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
-        def on_step(row: dict[str, Any]) -> None:
-            progress.update(total=steps, completed=row["step"], description=f"{row['run']} loss {row['loss']:.3f}")
-            if row["step"] % log_every == 0:
-                console.print(f"{row['run']} step {row['step']}: loss {row['loss']:.4f}, batch acc {row['batch_acc']:.3f}", highlight=False)
+    with output_folder(out, "train") as folder:
+        config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=device, dtype=dtype,
+                             channels_last=channels_last, compile=compile, lr=lr, data=data, seed=seed, out=folder,
+                             overwrite=overwrite, nproc_per_node=nproc_per_node, compare=compare, input_size=input_size,
+                             log_every=log_every, isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark,
+                             tf32=tf32, threads=threads)
+        windows: dict[str, deque] = {}
+        with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+            def on_step(row: dict[str, Any]) -> None:
+                window = windows.setdefault(f"{row['run']} x{row['nproc']}", deque(maxlen=log_every))
+                window.append((row["loss"], row["batch_acc"]))
+                progress.update(total=steps, completed=row["step"], description=f"{row['run']} step {row['step']}")
+                if row["step"] % log_every == 0:
+                    loss = sum(v for v, _ in window) / len(window)
+                    acc = sum(a for _, a in window) / len(window)
+                    procs = f" x{row['nproc']}" if row["nproc"] > 1 else ""
+                    first = row["step"] - len(window) + 1
+                    console.print(f"{row['run']}{procs}  step {row['step']}/{steps}  loss {loss:.3f}  batch acc {acc:.3f}"
+                                  f"  (means of steps {first}-{row['step']})", highlight=False, markup=False)
 
-        run = run_train(config, on_step=on_step)
-    table = Table(title="training runs", title_justify="left", box=None, pad_edge=False, collapse_padding=True,
-                  header_style="bold underline")
-    window = f"last {log_every}"
-    columns = ("run", "procs", "step p50 ms", "img/s", "aggregate img/s", "scaling", "peak MiB",
-               f"loss: step 1 -> mean of {window}", f"train acc, {window}", "held-out acc", "status")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("run", "status") else "right")
-    notes: list[str] = []
-    for r in run.frame.to_dict("records"):
-        table.add_row(str(r["run"]), str(r["nproc"]), _num(r["step_ms_p50"], ".1f"), _num(r["images_per_s"], ".1f"),
-                      _num(r["aggregate_images_per_s"], ".1f"), _num(r["scaling_efficiency"], ".2f"), _num(_scaled(r["peak_mem_train_bytes"], 2**20), ".1f"),
-                      f"{_num(r['first_loss'], '.3f')} -> {_num(r['final_loss'], '.3f')}", _num(r["final_train_acc"], ".3f"),
-                      _num(r["heldout_acc"], ".3f"), status_cell(r, notes, str(r["run"])))
-    console.print(table)
-    for i, note in enumerate(notes, 1):
-        console.print(f"[{i}] {note}", highlight=False, markup=False)
-    console.print(f"step lines above show one step's loss; the table's last loss and train accuracy are means over the {window} steps",
-                  style="dim", highlight=False)
-    console.print(closing_line(run.frame, f"{out}/train.csv") + f" (per-step rows in {out}/train_steps.csv)", highlight=False)
-    if report:
-        print_report(out)
+            run = run_train(config, on_step=on_step)
+    where = f"{folder}/train.csv"
+    if len(run.frame):
+        print_train(run.frame, log_every)
+    if len(run.frame) or not run.interrupted:
+        console.print(closing_line(run.frame, where) + f" (per-step rows in {folder}/train_steps.csv)", highlight=False)
+    if report and not run.interrupted:
+        print_report(folder)
     if run.interrupted:
-        raise UserInterrupt(f"interrupted: the finished steps and runs are in {out}")
+        raise UserInterrupt(f"interrupted: the finished steps and runs are in {folder}")
     if run.stopped:
-        raise UserError(f"{run.stopped}; training stopped, the rows so far are in {out}")
+        raise UserError(f"{run.stopped}; training stopped, the rows so far are in {folder}")
+    raise typer.Exit(exit_code(run.frame, strict))
+
+
+def print_train(frame: pd.DataFrame, log_every: int) -> None:
+    rows = frame.to_dict("records")
+    ddp = any((r.get("nproc") or 1) > 1 for r in rows)
+    notes: list[str] = []
+    columns = [Column("run", 0, "left", [str(r["run"]) + (f" x{r['nproc']}" if ddp and r.get("nproc", 1) > 1 else "") for r in rows]),
+               Column("step p50 ms", 0, cells=[num(r.get("step_ms_p50"), ".1f") for r in rows]),
+               Column("img/s", 0, cells=[num(r.get("images_per_s"), ",.1f") for r in rows])]
+    if ddp:
+        columns += [Column("all img/s", 1, cells=[num(r.get("aggregate_images_per_s"), ",.1f") for r in rows]),
+                    Column("scaling", 1, cells=[num(r.get("scaling_efficiency"), ".2f") for r in rows])]
+    columns += [Column("peak MiB", 2, cells=[mib(r.get("peak_mem_train_bytes")) for r in rows]),
+                Column(f"loss 1st -> last {log_every}", 1, cells=[f"{num(r.get('first_loss'), '.3f')} -> {num(r.get('final_loss'), '.3f')}"
+                                                                  for r in rows]),
+                Column(f"acc last {log_every}", 3, cells=[num(r.get("final_train_acc"), ".3f") for r in rows]),
+                Column("held-out", 2, cells=[num(r.get("heldout_acc"), ".3f") for r in rows]),
+                Column("status", 0, "left", [status_cell(r, notes, str(r["run"])) for r in rows])]
+    t, left_out = table("training runs", columns, console.width)
+    console.print(t)
+    line = left_out_line(left_out, "train.csv")
+    for part in wrap(line, console.width, indent="") if line else []:
+        console.print(part, style="dim", highlight=False)
+    print_notes(console, notes, console.width)
+    console.print(f"last: mean loss and train accuracy over the last {log_every} steps; held-out: accuracy on held-out data "
+                  "after the run", style="dim", highlight=False)

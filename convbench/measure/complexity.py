@@ -118,6 +118,7 @@ def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: b
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from convbench.measure.meta import fast_batch_norm
+    from convbench.outputs import logits_of
 
     stack: list[str] = []
     per_module: dict[str, list[int]] = {}
@@ -155,7 +156,7 @@ def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: b
     model.eval()
     try:
         with torch.no_grad(), fast_batch_norm(), _Count():
-            model(torch.zeros(input_shape, device="meta"))
+            logits_of(model(torch.zeros(input_shape, device="meta")))  # a forward convbench cannot use says so here
     finally:
         model.train(was_training)
         for h in handles:

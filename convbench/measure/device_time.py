@@ -50,8 +50,10 @@ def kernel_busy_ms(events: Iterable[Any], iters: int) -> float | None:
 
 def profile_events(forward: Callable[[], Any], device: torch.device, iters: int) -> list[Any]:
     from torch.profiler import ProfilerActivity, profile
+
+    from convbench.measure.quiet import profiler_chatter_dropped
     torch.cuda.synchronize(device)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profiler_chatter_dropped(), profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(iters):
             forward()
         torch.cuda.synchronize(device)

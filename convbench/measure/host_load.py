@@ -14,6 +14,9 @@ from dataclasses import dataclass
 # Measured on the 2-core CI machine: while profile rows were timed, others took 0-2% of the CPU time on the idle
 # machine and 34-37% with one spinning neighbour. A tenth sits well above the first and well below the second.
 BUSY_SHARE = 0.10
+# /proc/stat counts in jiffies (10 ms): over a short interval one tick of a neighbour reads as a large share (a
+# 3 ms row once read 100% busy on a quiet machine). Below this many jiffies of capacity there is no figure.
+MIN_CAPACITY_JIFFIES = 50
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def others_share(start: Snapshot | None, end: Snapshot | None) -> float | None:
     if start is None or end is None or end.wall <= start.wall:
         return None
     capacity = (end.wall - start.wall) * _jiffies_per_second() * end.cpus
+    if capacity < MIN_CAPACITY_JIFFIES:
+        return None
     others = (end.busy - start.busy) - (end.own - start.own) + (end.steal - start.steal)
     return max(0.0, min(1.0, others / capacity))
 

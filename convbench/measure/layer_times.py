@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
+from convbench.measure.quiet import profiler_chatter_dropped
+
 PREFIX = "module::"
 
 
@@ -34,7 +36,7 @@ def module_times(model: nn.Module, forward: Callable[[], Any], device: torch.dev
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     try:
         forward()  # one untimed pass so lazy initialisation stays out of the trace
-        with torch.profiler.profile(activities=activities) as prof:
+        with profiler_chatter_dropped(), torch.profiler.profile(activities=activities) as prof:
             for _ in range(iters):
                 forward()
             if device.type == "cuda":

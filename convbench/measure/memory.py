@@ -25,12 +25,8 @@ from convbench.config import DTYPES, autocast
 from convbench.errors import error_text
 from convbench.measure.complexity import materialize
 from convbench.measure.meta import fast_batch_norm
+from convbench.outputs import logits_of
 from convbench.specs import ModelSpec
-
-
-def first_output(out: Any) -> torch.Tensor:
-    """Models with auxiliary heads return a tuple in training; the main logits come first."""
-    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def _is_parameter_copy(t: torch.Tensor, param_ids: set[int]) -> bool:
@@ -92,7 +88,7 @@ def saved_bytes(spec: ModelSpec, batch_size: int, dtype: str = "fp32", device: s
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
     """One forward and backward, the unit that training memory and the train pass measure."""
     model.zero_grad(set_to_none=True)
-    first_output(model(x)).float().sum().backward()
+    logits_of(model(x)).float().sum().backward()
 
 
 def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, train: bool = True) -> dict[str, Any]:
