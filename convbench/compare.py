@@ -22,7 +22,7 @@ from convbench import outdirs
 from convbench import modes, settings
 from convbench.measure import complexity, device_time, host_load, memory
 from convbench.measure.device_time import LAUNCH_BOUND
-from convbench.measure.paired import median_ci, paired_times
+from convbench.measure.paired import drift, drift_note, median_ci, paired_times
 from convbench.results import CONTEXT_COLUMNS, ResultSink, environment, now
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 COMPARE_COLUMNS = [
     "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "mode", "status", "error", "note",
     "params", "macs", "acts", "counter", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
-    "ratio_ci_high", "device_ms", "gpu_busy", "launch_bound", "device_ratio", "saving_realized", "verdict", "latency_ms_p50", "pairs", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
+    "ratio_ci_high", "device_ms", "gpu_busy", "launch_bound", "device_ratio", "saving_realized", "verdict", "latency_ms_p50", "pairs", "drift", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
     "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", "row_id", *CONTEXT_COLUMNS,
 ]
 
@@ -239,8 +239,10 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
         base_times += [a for a, _ in pairs]
         ratio, lo, hi = median_ci([b / a for a, b in pairs])
         row.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
-                   latency_ms_p50=median_ci([b for _, b in pairs])[0],
+                   latency_ms_p50=median_ci([b for _, b in pairs])[0], drift=drift([b for _, b in pairs]),
                    _samples=[{"baseline_ms": a, "latency_ms": b} for a, b in pairs])
+        notes = [drift_note("variant", [b for _, b in pairs]), drift_note("baseline", [a for a, _ in pairs])]
+        row["note"] = "; ".join(n for n in notes if n) or None
     loads = [r["host_busy"] for r in rows[1:] if r.get("host_busy") is not None]
     if loads:  # the baseline ran in every variant's pairs
         rows[0].update(host_busy=max(loads), busy=any(r.get("busy") for r in rows[1:]))

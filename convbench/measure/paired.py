@@ -53,3 +53,25 @@ def median_ci(values: list[float], z: float = 1.96) -> tuple[float, float, float
     lo = max(0, math.floor(n / 2 - half))
     hi = min(n - 1, math.ceil(n / 2 + half) - 1)
     return mid, s[lo], s[hi]
+
+
+# A side whose time moves this much between the first and the last third of its pairs changed speed during the row
+# (a mode of the process or the machine): the paired ratio still holds only if both sides moved together.
+DRIFT_LIMIT = 1.5
+
+
+def drift(times: list[float]) -> float:
+    """Median of the last third over median of the first third (1.0 with fewer than 6 samples)."""
+    third = len(times) // 3
+    if third < 2:
+        return 1.0
+    first, last = sorted(times[:third]), sorted(times[-third:])
+    return last[len(last) // 2] / first[len(first) // 2]
+
+
+def drift_note(side: str, times: list[float]) -> str | None:
+    moved = drift(times)
+    if max(moved, 1 / moved) <= DRIFT_LIMIT:
+        return None
+    return (f"the {side}'s time moved {moved:.1f}x between the first and the last third of the pairs: the process or the "
+            "machine changed speed during the row; rerun it")
