@@ -19,7 +19,8 @@ from convbench.config import (DTYPES, from_payload, to_payload, validate_counter
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
 from convbench import outdirs
-from convbench import modes, settings
+from convbench import modes, peers, settings
+from convbench.shard import Shard, mine, sweep_record
 from convbench.measure import complexity, device_time, host_load, memory
 from convbench.measure.device_time import LAUNCH_BOUND
 from convbench.measure.paired import drift, drift_note, median_ci, paired_times
@@ -61,6 +62,7 @@ class CompareConfig:
     counter: str = "dispatch"          # MACs and activations: dispatch (meta device) or fvcore
     isolate: bool | None = None        # whole-network cases in a child process; None: on for CUDA
     timeout: float = 900.0             # seconds an isolated case may stay silent before its child is killed
+    shard: tuple | None = None         # (index from 1, count, source): only this shard's cases (convbench.shard)
 
     def __post_init__(self) -> None:
         validate_run(self.device, self.batch_sizes, self.dtype, self.formats)
@@ -283,12 +285,29 @@ def _isolated_case_rows(case: Case, bs: int, config: CompareConfig) -> list[dict
              "timestamp": now()} for v in case.variants]
 
 
+def case_cost(case: Case, config: CompareConfig) -> float:
+    """A case's share of a sweep: its variants' MACs x images (counted on the meta device)."""
+    shape = _shape_for(case, config)
+    total = 0
+    for v in case.variants:
+        try:
+            with torch.device("meta"):
+                total += complexity.count(v.build(shape[0]), (1, *shape))["macs"]
+        except Exception:
+            total += 1
+    return float(total) * sum(config.batch_sizes)
+
+
 def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> CompareRun:
     cases = get_cases(config.name)
     out = outdirs.claim(Path(config.out), config.overwrite) if config.out is not None else None
-    env = {**environment(config.device), "config": config.__dict__}
+    names = [c.name for c in cases]
+    shard = Shard(*config.shard) if config.shard else None
+    cases = mine(cases, lambda c: case_cost(c, config), shard)
+    env = {**environment(config.device), "config": config.__dict__,
+           "sweep": sweep_record("compare", config, names, [c.name for c in cases], shard)}
     with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row, READER_COLUMNS) as sink, \
-            settings.applied(config):
+            settings.applied(config), peers.measuring():
         for case in cases:
             for bs in config.batch_sizes:
                 isolated = config.isolated and case.whole_network

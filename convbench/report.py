@@ -84,11 +84,17 @@ def _pyplot():
     return plt
 
 
+def _found(folder: Path, name: str) -> list[Path]:
+    """Every `name` below `folder`, but not a merged sweep's shards (OUT/shards/I-of-N) beside OUT's own."""
+    paths = sorted(folder.rglob(name))
+    return [p for p in paths if not (p.parent.parent.name == "shards" and (p.parent.parent.parent / name).exists())]
+
+
 def _read_all(folder: Path, name: str) -> pd.DataFrame | None:
     """Every `name` below `folder`, with a `folder` column saying which run each row came from."""
     import pandas as pd
     frames = []
-    for path in sorted(folder.rglob(name)):
+    for path in _found(folder, name):
         try:
             frame = pd.read_csv(path)
         except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -335,7 +341,7 @@ def make_report(folder: Path | str, against: Path | str | None = None, out: Path
         raise UserError(f"{exc}; write the report elsewhere with --out DIR") from None
     plt = _pyplot()
     report = Report(folder, target)
-    for env_file in sorted(folder.rglob("env.json")):
+    for env_file in _found(folder, "env.json"):
         where = str(env_file.parent.relative_to(folder)) if env_file.parent != folder else "."
         try:
             report.envs[where] = json.loads(env_file.read_text())

@@ -34,6 +34,7 @@ CONTEXT_COLUMNS: dict[str, str] = {
     "matmul_precision": "torch.get_float32_matmul_precision(): highest (fp32) or high (TF32)",
     "threads": "torch.get_num_threads()",
     "pid": "the process that measured the row (an --isolate child's own)",
+    "shards_on_host": "convbench sweeps measuring on this host when the row finished, this one included",
     "torch": "torch version",
     "cuda": "CUDA version torch was built with",
     "cudnn": "cuDNN version",

@@ -19,7 +19,8 @@ from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, to_p
 from convbench.errors import RowFailure, error_text, is_oom
 from convbench.isolate import Child
 from convbench import outdirs
-from convbench import modes, settings
+from convbench import modes, peers, settings
+from convbench.shard import Shard, mine, sweep_record
 from convbench.measure import complexity, device_time, host_load, layer_times, memory, timing
 from convbench.notes import labelled
 from convbench.results import PROFILE_COLUMNS, ResultSink, environment, now
@@ -305,7 +306,9 @@ def _counting_workers(config: ProfileConfig, models: int) -> int:
     if config.metrics != "static" or config.isolated or not sys.platform.startswith("linux") or models < 4 \
             or config.device.startswith("cuda"):
         return 1
-    return min(len(os.sched_getaffinity(0)), models, 8)
+    # Shards side by side on one host (torchrun) share its cores.
+    cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(cores, models, 8))
 
 
 def _parallel_model_rows(specs: list[ModelSpec], config: ProfileConfig, cache: CountCache,
@@ -323,19 +326,38 @@ def _parallel_model_rows(specs: list[ModelSpec], config: ProfileConfig, cache: C
         _FORKED.clear()
 
 
+def unit_cost(spec: ModelSpec, config: ProfileConfig, cache: CountCache) -> float:
+    """A model's share of a sweep: MACs x images x modes (its exact count, cached; a model that cannot be counted
+    weighs as one image of one MAC, and fails in its own shard). A static sweep only counts, which takes about as
+    long for every model: each weighs one there (and no shard counts the whole zoo just to deal it)."""
+    if config.metrics == "static":
+        return 1.0
+    key = f"{spec.name}@{spec.input_size}:counts:dispatch"
+    try:
+        macs = cache.get_or_compute(key, lambda: model_counts(spec))["macs"] if spec.family != "custom" else \
+            model_counts(spec)["macs"]
+    except Exception:
+        macs = 1
+    return float(macs) * sum(config.batch_sizes) * len(config.run_modes)
+
+
 def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Callable[[int], None] | None = None) -> ProfileRun:
     """Measure every (model, batch size) of the config; write rows to config.out as they finish."""
     import pandas as pd
     specs = resolve_models(config.arch, config.input_size)
     out = outdirs.claim(Path(config.out), config.overwrite) if config.out is not None else None
     cache = CountCache()
-    env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS}
+    names = [s.name for s in specs]
+    shard = Shard(*config.shard) if config.shard else None
+    specs = mine(specs, lambda s: unit_cost(s, config, cache), shard)
+    env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS,
+           "sweep": sweep_record("profile", config, names, [s.name for s in specs], shard)}
     layer_rows: list[dict[str, Any]] = []
     if on_start:
         on_start(len(specs) * len(config.batch_sizes))
     try:
         with ResultSink(out, "profile", PROFILE_COLUMNS, config.formats, env, on_row, READER_COLUMNS) as sink, \
-                settings.applied(config):
+                settings.applied(config), peers.measuring():
             workers = _counting_workers(config, len(specs))
             if workers > 1:
                 rows: Iterator[dict[str, Any]] = _parallel_model_rows(specs, config, cache, workers)

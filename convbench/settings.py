@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import torch
 
 import convbench
+from convbench import peers
 
 
 def _tf32_state(tf32: bool | None) -> tuple[str, bool]:
@@ -115,6 +116,7 @@ def live_context(device: str, dtype: str, channels_last: bool, compile: bool) ->
         "matmul_precision": torch.get_float32_matmul_precision(),
         "threads": torch.get_num_threads(),
         "pid": os.getpid(),
+        "shards_on_host": peers.count(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda or "",
         "cudnn": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",

@@ -33,7 +33,8 @@ from convbench.outputs import ForwardOutputError, auxiliary, logits_of
 from convbench.measure.timing import summarize
 from convbench.registry import get_model_info, list_models
 from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now
-from convbench import settings
+from convbench import peers, settings
+from convbench.shard import Shard, mine, sweep_record
 from convbench.modes import compiled
 from convbench.specs import resolve_models
 
@@ -79,6 +80,7 @@ class TrainConfig:
     warmup_steps: int = 3
     isolate: bool | None = None        # None: on for CUDA when more than one network trains, else off
     timeout: float = 1800.0            # seconds a child may stay silent (no step) before it is killed
+    shard: tuple | None = None         # (index from 1, count, source): only this shard's networks (convbench.shard)
 
     def __post_init__(self) -> None:
         validate_run(self.device, (self.batch_size,), self.dtype, ("csv",))
@@ -100,6 +102,8 @@ class TrainConfig:
         if self.input_size is not None and self.input_size < 1:
             raise UserError("--input-size must be positive")
         validate_threads(self.threads)
+        if self.shard and self.nproc_per_node > 1:
+            raise UserError("--nproc-per-node launches DDP itself; it cannot run inside a sharded sweep")
 
     @property
     def isolated(self) -> bool:
@@ -300,9 +304,24 @@ def _isolated_summary(side: Side, config: TrainConfig, step_row: Callable[[dict[
     return {"run": side.run, "model": side.model, **_context(config), "status": "error", "error": child.end.describe()}
 
 
+def side_cost(side: Side) -> float:
+    """A network's share of a training sweep (every side runs the same steps and batch): its MACs per image."""
+    from convbench.measure.complexity import count
+    from convbench.measure.meta import build_on_meta
+    try:
+        with build_on_meta():
+            model = side.build(10)
+        return float(count(model, (1, 3, side.input_size, side.input_size))["macs"])
+    except Exception:
+        return 1.0
+
+
 def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainRun:
     sides = sides_for(config)
     out = outdirs.claim(Path(config.out), config.overwrite) if config.out is not None else None
+    names = [s.run for s in sides]
+    shard = Shard(*config.shard) if config.shard else None
+    sides = mine(sides, side_cost, shard)
     steps_writer = RowWriter(out / "train_steps.csv", STEP_COLUMNS) if out is not None else None
     stopped = None
 
@@ -312,9 +331,10 @@ def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | N
         if on_step:
             on_step(row)
 
-    env = {**environment(config.device), "config": {k: str(v) for k, v in asdict(config).items()}}
+    env = {**environment(config.device), "config": {k: str(v) for k, v in asdict(config).items()},
+           "sweep": sweep_record("train", config, names, [s.run for s in sides], shard)}
     try:
-        with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink, settings.applied(config):
+        with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink, settings.applied(config), peers.measuring():
             for side in sides:
                 measured = _isolated_summary(side, config, step_row) if config.isolated else side_summary(side, config, step_row)
                 summary = dict(measured)

@@ -2,14 +2,12 @@
 codes a script can trust, forwards that return tuples or dicts, and the smaller rough edges."""
 from __future__ import annotations
 
-import math
 import re
 import sys
 import textwrap
 
 import pandas as pd
 import pytest
-import torch
 
 from cli_helpers import run
 from convbench import outdirs

@@ -6,11 +6,10 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
-from convbench.cli.sweep import exit_code, interrupted, output_folder
-from convbench.cli.tables import busy_warning, closing_line, print_compare
+from convbench.cli.sweep import Screen, run_sweep
+from convbench.cli.tables import print_compare
 from convbench.compare import CPU_MEMORY_NOTE, CompareConfig, run_compare
 from convbench.config import parse_int_list, parse_list
 from convbench.errors import UserError
@@ -43,6 +42,7 @@ def compare_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/compare/<time>, and runs/compare/latest).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any row not ok (oom included).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: measure shard I of N of the cases (default: from torchrun or a Slurm array).")] = None,
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet.")] = "csv,md",
     counter: Annotated[str, typer.Option(help="MACs and activations from: dispatch (meta device, fast) or fvcore (JIT trace).")] = "dispatch",
     isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Measure whole-network cases in a child process (default: on for CUDA).")] = None,
@@ -50,31 +50,33 @@ def compare_command(
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Claimed vs counted vs measured cost of the block designs the papers argue about."""
-    with output_folder(out, "compare") as folder:
-        config = CompareConfig(
-            name=name, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
-            channels_last=channels_last, mode=_one_mode(mode, compile, cuda_graphs),
+    batch_sizes, chosen_mode = parse_int_list(batch_size, "--batch-size"), _one_mode(mode, compile, cuda_graphs)
+    formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
+
+    def make_config(folder: Path, dev: str, part: tuple | None) -> CompareConfig:
+        return CompareConfig(
+            name=name, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, mode=chosen_mode,
             shape=parse_int_list(shape, "--shape") if shape else None, warmup=warmup, pairs=pairs, out=folder,
-            overwrite=overwrite, formats=tuple(dict.fromkeys(("csv", *parse_list(format)))), counter=counter,
-            isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
-        )
+            overwrite=overwrite, formats=formats, counter=counter, isolate=isolate, timeout=timeout,
+            cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, shard=part)
+
+    def measure(config: CompareConfig) -> int:
         with LazyProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
             def on_row(row: dict[str, Any]) -> None:
                 progress.update(description=f"{row['case']}: {row['variant']} b{row['batch_size']}")
 
             run = run_compare(config, on_row=on_row)
-    where = f"{folder}/compare.csv"
-    if len(run.frame):
-        print_compare(console, run.frame, where)
-    if config.device == "cpu" and len(run.frame):
+        return screen.finished(run.frame, config.out, run.interrupted)
+
+    screen = Screen("compare", print_table, BUSY_LABEL, strict, report)
+    raise typer.Exit(run_sweep("compare", shard, out, overwrite, device, make_config, measure, screen.merged))
+
+
+def BUSY_LABEL(r: dict[str, Any]) -> str:
+    return f"{r['case']}: {r['variant']} b{r['batch_size']}"
+
+
+def print_table(frame, where: str) -> None:
+    print_compare(console, frame, where)
+    if (frame["device"].astype(str) == "cpu").any():
         console.print(f"note: {CPU_MEMORY_NOTE}", style="dim", highlight=False)
-    warning = busy_warning(run.frame, lambda r: f"{r['case']}: {r['variant']} b{r['batch_size']}")
-    if warning:
-        console.print(warning, style="yellow", highlight=False)
-    if len(run.frame) or not run.interrupted:
-        console.print(closing_line(run.frame, where), highlight=False)
-    if run.interrupted:
-        raise interrupted(len(run.rows), where)
-    if report:
-        print_report(folder)
-    raise typer.Exit(exit_code(run.frame, strict))

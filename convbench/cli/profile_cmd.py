@@ -6,14 +6,17 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
-from convbench.cli.sweep import exit_code, interrupted, output_folder
-from convbench.cli.tables import busy_warning, closing_line, print_profile
+from convbench.cli.sweep import Screen, run_sweep
+from convbench.cli.tables import print_profile
 from convbench.config import ProfileConfig, parse_int_list, parse_list
 from convbench.modes import modes_from_flags
 from convbench.runner import run_profile
+
+
+def BUSY_LABEL(r: dict[str, Any]) -> str:
+    return f"{r['model']} b{r['batch_size']}" + (f" {r['mode']}" if r.get("mode") != "eager" else "")
 
 
 @app.command("profile")
@@ -37,6 +40,7 @@ def profile_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/profile/<time>, and runs/profile/latest).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any row not ok (partial and oom included).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: measure shard I of N (default: from torchrun or a Slurm array).")] = None,
     format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
     counter: Annotated[str, typer.Option(help="MACs and activations from: dispatch (meta device, fast) or fvcore (JIT trace).")] = "dispatch",
@@ -46,29 +50,23 @@ def profile_command(
 ) -> None:
     """Measure params, MACs, activations, memory and latency; one row per model, batch size and mode."""
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
-    with output_folder(out, "profile") as folder:
-        config = ProfileConfig(
-            arch=arch, device=device, batch_sizes=parse_int_list(batch_size, "--batch-size"), dtype=dtype,
-            channels_last=channels_last, modes=modes_from_flags(mode, compile, cuda_graphs), cudnn_benchmark=cudnn_benchmark,
-            tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters, min_time=min_time, input_size=input_size,
-            out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer, counter=counter, isolate=isolate, timeout=timeout,
-        )
+    batch_sizes, run_modes = parse_int_list(batch_size, "--batch-size"), modes_from_flags(mode, compile, cuda_graphs)
+
+    def make_config(folder: Path, dev: str, part: tuple | None) -> ProfileConfig:
+        return ProfileConfig(
+            arch=arch, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, modes=run_modes,
+            cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters,
+            min_time=min_time, input_size=input_size, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer,
+            counter=counter, isolate=isolate, timeout=timeout, shard=part)
+
+    def measure(config: ProfileConfig) -> int:
         with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
             def on_row(row: dict[str, Any]) -> None:
                 progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
 
             run = run_profile(config, on_row=on_row,
                               on_start=lambda n: progress.update(total=n * len(config.run_modes), description="profiling"))
-    where = f"{folder}/profile.csv"
-    if len(run.frame):
-        print_profile(console, run.frame, config.metrics, where)
-    warning = busy_warning(run.frame, lambda r: f"{r['model']} b{r['batch_size']}" + (f" {r['mode']}" if r.get("mode") != "eager" else ""))
-    if warning:
-        console.print(warning, style="yellow", highlight=False)
-    if len(run.frame) or not run.interrupted:
-        console.print(closing_line(run.frame, where), highlight=False)
-    if run.interrupted:
-        raise interrupted(len(run.rows), where)
-    if report:
-        print_report(folder)
-    raise typer.Exit(exit_code(run.frame, strict))
+        return screen.finished(run.frame, config.out, run.interrupted)
+
+    screen = Screen("profile", lambda f, w: print_profile(console, f, metrics, w), BUSY_LABEL, strict, report)
+    raise typer.Exit(run_sweep("profile", shard, out, overwrite, device, make_config, measure, screen.merged))

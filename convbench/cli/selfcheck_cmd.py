@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from convbench import engines
 from convbench.cli.app import app, console
 from convbench.config import parse_list, prepare_out_dir
 from convbench.errors import UserError
@@ -30,6 +32,9 @@ def selfcheck_command(
         raise UserError(f"unknown --format {format!r}; choose table, json or md")
     only = parse_list(check) if check else None
     validate(device, only)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: this rank's GPU, and a folder of its own
+        device = engines.local_device(device)
+        out = out / f"rank-{os.environ.get('RANK', '0')}"
     prepare_out_dir(out)
     if format == "table":
         console.print(f"convbench selfcheck on {device}{' (quick)' if quick else ''}", highlight=False)

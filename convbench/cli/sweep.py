@@ -1,5 +1,5 @@
-"""What every measuring command does around its run: the folder it writes to, the closing line, and an exit
-code a script can trust.
+"""What every measuring command does around its run: the folder it writes to, shards (--shard, torchrun, Slurm
+job arrays: convbench.engines), the closing line, and an exit code a script can trust.
 
 Exit codes: 0 when every row was measured (`ok`; `partial`, where a measure cannot exist for that row, say a
 training forward at batch 1; `oom`, a batch that does not fit, which is a result); 1 when a row failed (`error`,
@@ -8,12 +8,15 @@ is not `ok`. 2 is bad input, 130 an interrupted run (its finished rows kept)."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from convbench import outdirs
+from convbench import engines, outdirs
+from convbench import shard as shards
+from convbench.cli.app import console
 from convbench.cli.fit import plural
-from convbench.errors import UserInterrupt
+from convbench.errors import UserError, UserInterrupt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,3 +45,73 @@ def exit_code(frame: pd.DataFrame, strict: bool = False) -> int:
 def interrupted(rows: int, path: str) -> UserInterrupt:
     verb = "is" if rows == 1 else "are"
     return UserInterrupt(f"interrupted: the {plural(rows, 'finished row')} {verb} in {path}")
+
+
+def show(frame: pd.DataFrame, where: str, print_table: Callable[[pd.DataFrame, str], None],
+         busy_label: Callable[[dict[str, Any]], str], stopped: bool = False) -> None:
+    """A sweep's rows on screen: its table, a warning naming rows timed on a busy machine, the closing line."""
+    from convbench.cli.tables import busy_warning, closing_line
+    if len(frame):
+        print_table(frame, where)
+    warning = busy_warning(frame, busy_label)
+    if warning:
+        console.print(warning, style="yellow", highlight=False)
+    if len(frame) or not stopped:
+        console.print(closing_line(frame, where), highlight=False)
+
+
+@dataclass
+class Screen:
+    """How a command shows a finished sweep (its own run, or the merge of its shards) and what it exits with."""
+    stem: str                                                 # profile, compare or train: the CSV's name
+    print_table: Callable[[pd.DataFrame, str], None]
+    busy_label: Callable[[dict[str, Any]], str]
+    strict: bool = False
+    report: bool = False
+
+    def finished(self, frame: pd.DataFrame, folder: Path, stopped: bool, interrupt: UserInterrupt | None = None) -> int:
+        where = f"{folder}/{self.stem}.csv"
+        show(frame, where, self.print_table, self.busy_label, stopped)
+        if stopped:
+            raise interrupt or interrupted(len(frame), where)
+        if self.report:
+            from convbench.cli.report_cmd import print_report
+            print_report(folder)
+        return exit_code(frame, self.strict)
+
+    def merged(self, merged: Any) -> int:
+        return self.finished(merged.frame, merged.out, False)
+
+
+def run_sweep(command: str, shard_option: str | None, out: Path | None, overwrite: bool, device: str,
+              make_config: Callable[[Path, str, tuple | None], Any], measure: Callable[[Any], int],
+              show_merged: Callable[[Any], int]) -> int:
+    """Run a command's sweep whole, as one shard, or as this rank's shard under torchrun (then rank 0 merges).
+    `make_config(folder, device, shard)` builds (and so checks) the config; `measure(config)` runs and prints it
+    and returns the exit code; `show_merged(merged)` prints a merged sweep and returns its exit code."""
+    shard = shards.resolve(shard_option)
+    if shard is None:
+        with output_folder(out, command) as folder:
+            return measure(make_config(folder, device, None))
+    key = (shard.index, shard.count, shard.source)
+    if shard.source == "torchrun" and not engines.worker_process():
+        from convbench.merge import merge
+        device = engines.local_device(device)
+        root = out or engines.default_out(command)
+        make_config(shards.shard_folder(root, shard), device, key)  # every rank checks the options before measuring
+        held = outdirs.held_run(root)
+        if held and not overwrite:
+            raise UserError(f"{root} already holds a run ({held}); pass --overwrite to replace it, or choose another --out")
+        code = engines.torchrun_supervise(shard, root, device, lambda folder, dev: measure(make_config(folder, dev, key)),
+                                          lambda r: show_merged(merge([r / "shards"], r, overwrite=True)))
+        if out is None and shard.index == 1:
+            outdirs.point_latest(root)
+        return code
+    if out is None:
+        raise UserError(f"a sweep split into shards needs --out DIR: shard {shard} writes DIR/shards/{shard.folder_name}, "
+                        "and `convbench merge DIR` joins the shards")
+    folder = shards.shard_folder(out, shard)
+    code = measure(make_config(folder, device, key))
+    console.print(f"shard {shard} ({shard.source}) -> {folder}; once every shard is done: convbench merge {out}",
+                  highlight=False)
+    return code

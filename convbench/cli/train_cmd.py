@@ -6,12 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from convbench.cli.report_cmd import print_report
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.fit import Column, left_out_line, mib, num, table, wrap
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
-from convbench.cli.sweep import exit_code, output_folder
-from convbench.cli.tables import closing_line, print_notes, status_cell
+from convbench.cli.sweep import Screen, run_sweep
+from convbench.cli.tables import print_notes, status_cell
 from convbench.errors import UserError, UserInterrupt
 from convbench.train import TrainConfig, run_train
 
@@ -41,17 +40,20 @@ def train_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/train/<time>, and runs/train/latest).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any run not ok (oom included).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: train shard I of N of the networks (default: from torchrun or a Slurm array).")] = None,
     isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Train each network in its own child process (default: on for CUDA with several networks).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds an isolated run may go without a step before it is killed.")] = 1800.0,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
 ) -> None:
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
-    with output_folder(out, "train") as folder:
-        config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=device, dtype=dtype,
-                             channels_last=channels_last, compile=compile, lr=lr, data=data, seed=seed, out=folder,
-                             overwrite=overwrite, nproc_per_node=nproc_per_node, compare=compare, input_size=input_size,
-                             log_every=log_every, isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark,
-                             tf32=tf32, threads=threads)
+    def make_config(folder: Path, dev: str, part: tuple | None) -> TrainConfig:
+        return TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=dev, dtype=dtype, channels_last=channels_last,
+                           compile=compile, lr=lr, data=data, seed=seed, out=folder, overwrite=overwrite,
+                           nproc_per_node=nproc_per_node, compare=compare, input_size=input_size, log_every=log_every,
+                           isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
+                           shard=part)
+
+    def measure(config: TrainConfig) -> int:
         windows: dict[str, deque] = {}
         with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
             def on_step(row: dict[str, Any]) -> None:
@@ -67,18 +69,14 @@ def train_command(
                                   f"  (means of steps {first}-{row['step']})", highlight=False, markup=False)
 
             run = run_train(config, on_step=on_step)
-    where = f"{folder}/train.csv"
-    if len(run.frame):
-        print_train(run.frame, log_every)
-    if len(run.frame) or not run.interrupted:
-        console.print(closing_line(run.frame, where) + f" (per-step rows in {folder}/train_steps.csv)", highlight=False)
-    if report and not run.interrupted:
-        print_report(folder)
-    if run.interrupted:
-        raise UserInterrupt(f"interrupted: the finished steps and runs are in {folder}")
-    if run.stopped:
-        raise UserError(f"{run.stopped}; training stopped, the rows so far are in {folder}")
-    raise typer.Exit(exit_code(run.frame, strict))
+        code = screen.finished(run.frame, config.out, run.interrupted,
+                               UserInterrupt(f"interrupted: the finished steps and runs are in {config.out}"))
+        if run.stopped:
+            raise UserError(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
+        return code
+
+    screen = Screen("train", lambda f, w: print_train(f, log_every), str, strict, report)
+    raise typer.Exit(run_sweep("train", shard, out, overwrite, device, make_config, measure, screen.merged))
 
 
 def print_train(frame: pd.DataFrame, log_every: int) -> None:

@@ -302,9 +302,52 @@ def training(ctx: Context) -> Check:
                  "; ".join(failures))
 
 
+def shared_devices(entries: list[tuple[str, int, str | None]]) -> list[str]:
+    """(host, rank, device identity) of every rank -> one line per device that two ranks of a host share."""
+    seen: dict[tuple[str, str], int] = {}
+    clashes = []
+    for host, rank, device in entries:
+        if device is None:
+            continue
+        if (host, device) in seen:
+            clashes.append(f"ranks {seen[(host, device)]} and {rank} on {host} share {device}")
+        else:
+            seen[(host, device)] = rank
+    return clashes
+
+
+def ranks(ctx: Context) -> Check:
+    """Under torchrun on a node with several GPUs, each rank drives its own GPU (one forgotten LOCAL_RANK puts
+    every rank on GPU 0, and each then measures an eighth of a GPU)."""
+    import os
+    import platform
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2:
+        return Check("ranks", "skip", note="one process: run torchrun --nproc-per-node N -m convbench selfcheck "
+                                           "--device cuda --check ranks on the node")
+    if not ctx.cuda:
+        return Check("ranks", "skip", f"{world} ranks", note="ranks on the CPU share it by design")
+    import torch.distributed as dist
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("gloo")
+    try:
+        entries: list = [None] * dist.get_world_size()
+        identity = str(getattr(torch.cuda.get_device_properties(ctx.device), "uuid", torch.cuda.get_device_name(ctx.device)))
+        dist.all_gather_object(entries, (platform.node(), dist.get_rank(), f"{ctx.device} ({identity})"))
+    finally:
+        if created:
+            dist.destroy_process_group()
+    clashes = shared_devices([(h, r, d.split(" (", 1)[1]) for h, r, d in entries])
+    hosts = len({h for h, _, _ in entries})
+    return Check("ranks", "fail" if clashes else "pass", f"{world} ranks on {hosts} host{'s' if hosts != 1 else ''}: "
+                 + ", ".join(f"rank {r} {d}" for _, r, d in entries), "a GPU of its own for every rank of a host",
+                 "; ".join(clashes))
+
+
 CHECKS: dict[str, Callable[[Context], Check]] = {
     "machine": machine, "timer_fidelity": timer_fidelity, "timer_truth": timer_truth, "nothing_held": nothing_held,
-    "counts_agree": counts_agree, "modes": modes, "isolation": isolation, "training": training,
+    "counts_agree": counts_agree, "modes": modes, "isolation": isolation, "training": training, "ranks": ranks,
 }
 QUICK_SKIPS = {"cpu": {"modes": "torch.compile on the CPU takes longer than --quick allows"}}  # on CUDA: eager and graphs
 
