@@ -92,6 +92,10 @@ def accept_steps(t: Target, dest: Path) -> list[Step]:
         Step("selfcheck", "event timer against a known spin and blocked_autorange; nothing held after a sweep; counts "
              "on the device; eager and graphs; an isolated child that applies its own settings; fp32/bf16/fp16 training",
              120, 45, convbench("selfcheck", "--device", t.device, "--quick", "--out", str(dest / "selfcheck"))),
+        Step("ceiling", "measured peak per dtype (GEMM and convolutions, the kernel named) and bandwidth, beside the "
+             "datasheet; cached for the steps after it", 45, 20,
+             convbench("ceiling", "--device", t.device, "--dtype", "fp32,bf16" if t.dry else "fp32,bf16,fp16", "--refresh",
+                       "--out", str(dest / "ceiling"))),
         Step("profile", "the headline sweep, isolated: a ResNet, GoogLeNet, Inception v3, a VGG at batch 1 and 256, "
              "bf16 channels_last, eager and graphs; device time and busy share in every mode; memory peaks after warm-up",
              150, 60, _profile(t, dest, "profile", "resnet50,googlenet,inception_v3,vgg16", "1,256", "bf16", "eager,graphs",

@@ -19,8 +19,9 @@ from convbench.config import (DTYPES, from_payload, to_payload, validate_counter
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
 from convbench import outdirs
-from convbench import modes, peers, settings
+from convbench import ceiling, modes, peers, settings
 from convbench.shard import Shard, mine, sweep_record
+from convbench.units import percent
 from convbench.measure import complexity, device_time, host_load, memory
 from convbench.measure.device_time import LAUNCH_BOUND
 from convbench.measure.paired import drift, drift_note, median_ci, paired_times
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 COMPARE_COLUMNS = [
     "comparison", "case", "variant", "baseline", "claim", "input_shape", "batch_size", "mode", "status", "error", "note",
     "params", "macs", "acts", "counter", "claimed_ratio", "counted_ratio", "params_ratio", "measured_ratio", "ratio_ci_low",
-    "ratio_ci_high", "device_ms", "gpu_busy", "launch_bound", "device_ratio", "saving_realized", "verdict", "latency_ms_p50", "pairs", "drift", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
+    "ratio_ci_high", "device_ms", "gpu_busy", "launch_bound", "device_ratio", "saving_realized", "verdict", "latency_ms_p50", "pct_peak", "pairs", "drift", "host_busy", "busy", "saved_act_bytes", "saved_act_ratio",
     "peak_mem_infer_bytes", "peak_mem_ratio", "max_abs_diff", "row_id", *CONTEXT_COLUMNS,
 ]
 
@@ -209,6 +210,9 @@ def _case_rows(case: Case, bs: int, config: CompareConfig) -> list[dict[str, Any
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     base = rows[0]
+    peak = ceiling.cached(config.device)
+    for row in rows:
+        row.update(share_of_peak(row, bs, config.dtype, peak))
     for row in rows:
         row["counted_ratio"] = _ratio(base.get("macs"), row.get("macs"))
         row["params_ratio"] = _ratio(base.get("params"), row.get("params"))
@@ -220,8 +224,31 @@ def _case_rows(case: Case, bs: int, config: CompareConfig) -> list[dict[str, Any
                                                          row["device_ratio"], min(busy) if busy else None)
         if row["variant"] == base_name:
             row["verdict"] = "baseline"
+        elif row["verdict"]:
+            row["verdict"] += peak_clause(row, base)
         row.update(_context(config), timestamp=now())
     return rows
+
+
+def share_of_peak(row: dict[str, Any], batch: int, dtype: str, peak: ceiling.Ceiling | None) -> dict[str, Any]:
+    """The row's achieved FLOP/s as a share of this machine's measured peak for the dtype."""
+    tflops = peak.tflops(dtype) if peak else None
+    latency, macs = row.get("latency_ms_p50"), row.get("macs")
+    if not tflops or not latency or macs is None or math.isnan(latency):
+        return {}
+    return {"pct_peak": 2 * macs * batch / (latency / 1e3) / 1e12 / tflops}
+
+
+# A variant that saves MACs but runs at under this share of the baseline's share of peak is said to (grouped
+# convolution is the classic case: a thirty-second of the MACs, at a far lower share of what the machine can do).
+LOWER_SHARE = 0.8
+
+
+def peak_clause(row: dict[str, Any], base: dict[str, Any]) -> str:
+    mine, theirs = row.get("pct_peak"), base.get("pct_peak")
+    if mine is None or theirs is None or not row["counted_ratio"] < 1 - EQUAL_MACS or not mine < LOWER_SHARE * theirs:
+        return ""
+    return f"; it runs at {percent(mine)} of peak, the baseline at {percent(theirs)}"
 
 
 def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: list[dict[str, Any]], config: CompareConfig) -> None:
@@ -306,6 +333,8 @@ def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] 
     cases = mine(cases, lambda c: case_cost(c, config), shard)
     env = {**environment(config.device), "config": config.__dict__,
            "sweep": sweep_record("compare", config, names, [c.name for c in cases], shard)}
+    with settings.applied(config):  # once per machine, cached: the peak a verdict can compare shares of
+        env["ceiling"] = ceiling.obtain(config.device, (config.dtype,))[0].as_dict()
     with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row, READER_COLUMNS) as sink, \
             settings.applied(config), peers.measuring():
         for case in cases:

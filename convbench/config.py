@@ -50,6 +50,7 @@ class ProfileConfig:
     isolate: bool | None = None        # None: on for CUDA, off for the CPU (README: the cost of isolation)
     timeout: float = 900.0             # seconds a row may take under isolation before its child is killed
     shard: tuple | None = None         # (index from 1, count, source): measure only this shard's models (convbench.shard)
+    ceiling: bool = True               # measure (once per machine, cached) the ceiling rows report their share of
 
     def __post_init__(self) -> None:
         validate_run(self.device, self.batch_sizes, self.dtype, self.formats)

@@ -20,14 +20,6 @@ if TYPE_CHECKING:
 from convbench.errors import UserError
 from convbench.results import to_markdown
 
-# Dense peak TFLOP/s by GPU name fragment and dtype (vendor datasheets, SXM parts); used only to draw a
-# roofline ceiling. Devices not listed (every CPU) get no ceiling rather than a guessed one.
-KNOWN_PEAK_TFLOPS = {
-    "H100": {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0},
-    "H200": {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0},
-    "A100": {"fp32": 19.5, "bf16": 312.0, "fp16": 312.0},
-}
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 @dataclass
@@ -199,30 +191,45 @@ def _log_ticks(ax) -> None:
 
 
 def _roofline(plt, report: Report, timed: pd.DataFrame, colours: dict, several: bool) -> None:
-    """Achieved TFLOP/s against an estimated arithmetic intensity: 2 x MACs x batch over the bytes of weights
-    read once plus every conv/linear output written and read once (convbench's estimate, not a measurement)."""
+    """Achieved TFLOP/s against an estimated arithmetic intensity (convbench.ceiling.intensity: an estimate, not a
+    measurement), under the ceilings measured on each run's machine (`convbench ceiling`, recorded in its
+    env.json): the compute peak of its dtype and the bandwidth line, and on a known GPU the datasheet's beside them."""
+    import numpy as np
+    import pandas as pd
+
+    from convbench.ceiling import intensity
     data = timed.dropna(subset=["achieved_tflops", "param_bytes", "acts"])
     if not len(data):
         return
-    act_bytes = data["dtype"].map(DTYPE_BYTES).fillna(4)
-    intensity = 2 * data["macs"] * data["batch_size"] / (data["param_bytes"] + 2 * data["acts"] * data["batch_size"] * act_bytes)
+    flops_per_byte = pd.Series([intensity(r["macs"], r["batch_size"], r["param_bytes"], r["acts"], r["dtype"])
+                                for _, r in data.iterrows()], index=data.index, dtype=float)
     fig, ax = plt.subplots(figsize=(9, 6))
     for run, part in data.groupby("folder"):
-        ax.scatter(intensity[part.index], part["achieved_tflops"], color=colours[run], label=run if several else None)
+        ax.scatter(flops_per_byte[part.index], part["achieved_tflops"], color=colours[run], label=run if several else None)
     ax.set(xscale="log", yscale="log", xlabel="FLOPs per byte (estimate)", ylabel="achieved TFLOP/s")
     ax.margins(0.12)
+    xs = np.logspace(np.log10(max(flops_per_byte.min() / 3, 1e-3)), np.log10(flops_per_byte.max() * 3), 50)
+    said = []
+    for run in sorted(data["folder"].unique()):
+        env = report.envs.get(run, {})
+        ceiling, dtype = env.get("ceiling"), str(data[data["folder"] == run]["dtype"].iloc[0])
+        if not ceiling or dtype not in ceiling.get("compute", {}):
+            said.append(f"{run}: no measured ceiling in its env.json")
+            continue
+        peak, gbps = ceiling["compute"][dtype], ceiling["bandwidth"]
+        where = f"{run}: " if several else ""
+        ax.plot(xs, np.minimum(peak["value"], xs * gbps["value"] / 1e3), color=colours[run], linestyle="--", linewidth=1,
+                label=f"{where}measured {dtype} peak {peak['value']:.3g} TFLOP/s, {gbps['value']:,.0f} GB/s")
+        said.append(f"{where}{dtype} compute ceiling set by {peak['kernel']}, bandwidth by {gbps['kernel']}")
+        sheet = ceiling.get("datasheet") or {}
+        if dtype in sheet:
+            ax.axhline(sheet[dtype], color="grey", linestyle=":", label=f"{where}datasheet {dtype} {sheet[dtype]:g} TFLOP/s")
     _log_ticks(ax)
-    for (_, r), x in zip(data.iterrows(), intensity):
+    for (_, r), x in zip(data.iterrows(), flops_per_byte):
         _label(ax, f"{r['model']} b{r['batch_size']}", x, r["achieved_tflops"])
-    device, dtype = str(data["device_name"].iloc[0]), str(data["dtype"].iloc[0])
-    peak = next((p.get(dtype) for key, p in KNOWN_PEAK_TFLOPS.items() if key in device), None)
-    caption = "Arithmetic intensity is an estimate (weights read once, each conv/linear output written and read once)."
-    if peak:
-        ax.axhline(peak, color="red", linestyle="--", label=f"{device} {dtype} dense peak, {peak:g} TFLOP/s (datasheet)")
-    else:
-        caption += f" No ceiling drawn: the peak of '{device}' at {dtype} is not known to convbench."
-    if peak or several:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8)
+    caption = ("Arithmetic intensity is an estimate (weights read once, each conv/linear output written and read once); "
+               "dashed: the ceilings measured on the run's machine (convbench ceiling). " + "; ".join(said) + ".")
     _save(fig, report, "roofline", "Roofline view", caption)
     plt.close(fig)
 

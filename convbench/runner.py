@@ -19,7 +19,7 @@ from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, to_p
 from convbench.errors import RowFailure, error_text, is_oom
 from convbench.isolate import Child
 from convbench import outdirs
-from convbench import modes, peers, settings
+from convbench import ceiling, modes, peers, settings
 from convbench.shard import Shard, mine, sweep_record
 from convbench.measure import complexity, device_time, host_load, layer_times, memory, timing
 from convbench.notes import labelled
@@ -93,7 +93,7 @@ def _device_input(spec: ModelSpec, batch_size: int, config: ProfileConfig) -> to
     return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
 
 
-def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, config: ProfileConfig,
+def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, counts: dict[str, Any], config: ProfileConfig,
                   mode: str = "eager") -> dict[str, Any]:
     device = torch.device(config.device)
     live.module.eval()
@@ -104,7 +104,9 @@ def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, macs: int, 
     row["_samples"] = [{"latency_ms": v} for v in samples]
     seconds = row["latency_ms_p50"] / 1e3
     row["throughput_img_s"] = batch_size / seconds
-    row["achieved_tflops"] = 2 * macs * batch_size / seconds / 1e12
+    row["achieved_tflops"] = 2 * counts["macs"] * batch_size / seconds / 1e12
+    flops_per_byte = ceiling.intensity(counts["macs"], batch_size, counts["param_bytes"], counts["acts"], config.dtype)
+    row.update(ceiling.row_columns(row["achieved_tflops"], flops_per_byte, config.dtype, ceiling.cached(config.device)))
     if device.type == "cuda":
         row.update(device_time.device_columns(forward, device, row["latency_ms_p50"]))
     return row
@@ -252,7 +254,7 @@ def _model_rows(spec: ModelSpec, config: ProfileConfig, cache: CountCache,
                     row.attempt("build", lambda: {"_live": build_live(spec, config)})
                     live = row.values.pop("_live", None)
                 if live is not None:
-                    row.attempt("timing", lambda: measure_speed(spec, live, bs, counts["macs"], config, mode))
+                    row.attempt("timing", lambda: measure_speed(spec, live, bs, counts, config, mode))
                     row.attempt("memory", lambda: measure_memory(spec, live, bs, config, mode))
                     if "_layers" in row.values:
                         row.attempt("layer_times", lambda: {"_layer_times": _layer_times(spec, live, bs, config)})
@@ -352,6 +354,10 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
     specs = mine(specs, lambda s: unit_cost(s, config, cache), shard)
     env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS,
            "sweep": sweep_record("profile", config, names, [s.name for s in specs], shard)}
+    if config.metrics == "all" and config.ceiling:
+        # Measured once per machine (cached), before any row, so that every measuring process finds it.
+        with settings.applied(config):
+            env["ceiling"] = ceiling.obtain(config.device, (config.dtype,))[0].as_dict()
     layer_rows: list[dict[str, Any]] = []
     if on_start:
         on_start(len(specs) * len(config.batch_sizes))

@@ -35,6 +35,7 @@ from convbench.registry import get_model_info, list_models
 from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now
 from convbench import peers, settings
 from convbench.shard import Shard, mine, sweep_record
+from convbench.ceiling import obtain as obtain_ceiling
 from convbench.modes import compiled
 from convbench.specs import resolve_models
 
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 STEP_COLUMNS = ["run", "model", "nproc", "step", "loss", "batch_acc", "step_ms", "timestamp"]
 SUMMARY_COLUMNS = [
     "run", "model", "family", "data", "input_size", "batch_size", "steps", "nproc", "status", "error", "lr", "seed",
-    "step_ms_p50", "step_ms_p90", "images_per_s", "aggregate_images_per_s", "scaling_efficiency",
+    "step_ms_p50", "step_ms_p90", "images_per_s", "aggregate_images_per_s", "scaling_efficiency", "train_flops_per_image",
+    "mfu",
     "peak_mem_train_bytes", "first_loss", "final_loss", "final_train_acc", "heldout_acc_start", "heldout_acc", "wall_s",
     *CONTEXT_COLUMNS,
 ]
@@ -242,11 +244,13 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
         peak = rss.peak_since_reset(mem_base) if measure_cpu else float("nan")
     stats = summarize(times or [float("nan")])
     k = min(config.log_every, len(losses))
+    images_per_s = config.batch_size / stats["latency_ms_p50"] * 1e3
+    flops = training_flops(side, data.num_classes)
     return {
         "run": side.run, "model": side.model, "family": side.family, "data": data.name, "input_size": side.input_size,
         "batch_size": config.batch_size, "steps": config.steps, "nproc": world, "lr": config.lr, "seed": config.seed,
         "step_ms_p50": stats["latency_ms_p50"], "step_ms_p90": stats["latency_ms_p90"],
-        "images_per_s": config.batch_size / stats["latency_ms_p50"] * 1e3,
+        "images_per_s": images_per_s, "train_flops_per_image": flops, **model_flops_utilisation(flops, images_per_s, config),
         "aggregate_images_per_s": world * config.batch_size / stats["latency_ms_p50"] * 1e3,
         "peak_mem_train_bytes": peak, "first_loss": losses[0], "final_loss": sum(losses[-k:]) / k,
         "final_train_acc": sum(accs[-k:]) / k,
@@ -254,6 +258,29 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
         "heldout_acc": _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan"),
         "wall_s": wall, **_context(config),
     }
+
+
+def training_flops(side: Side, classes: int) -> int | None:
+    """FLOPs of one image's forward and backward (2 per MAC), counted exactly on the meta device, auxiliary heads
+    included where the network runs them in training."""
+    from convbench.measure.complexity import training_macs
+    from convbench.measure.meta import build_on_meta
+    try:
+        with build_on_meta():
+            model = side.build(classes)
+        return 2 * training_macs(model.to("meta"), (2, 3, side.input_size, side.input_size))
+    except Exception:  # a network the meta device cannot run: no figure, rather than a wrong one
+        return None
+
+
+def model_flops_utilisation(flops: int | None, images_per_s: float, config: TrainConfig) -> dict[str, Any]:
+    """MFU: achieved training FLOP/s over this machine's measured peak for the dtype (convbench.ceiling)."""
+    from convbench.ceiling import cached
+    peak = cached(config.device)
+    tflops = peak.tflops(config.dtype) if peak else None
+    if not flops or not tflops or not math.isfinite(images_per_s):
+        return {}
+    return {"mfu": flops * images_per_s / (tflops * 1e12)}
 
 
 def _context(config: TrainConfig) -> dict[str, Any]:
@@ -333,6 +360,8 @@ def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | N
 
     env = {**environment(config.device), "config": {k: str(v) for k, v in asdict(config).items()},
            "sweep": sweep_record("train", config, names, [s.run for s in sides], shard)}
+    with settings.applied(config):  # once per machine, cached: the peak that MFU is a share of
+        env["ceiling"] = obtain_ceiling(config.device, (config.dtype,))[0].as_dict()
     try:
         with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink, settings.applied(config), peers.measuring():
             for side in sides:

@@ -40,7 +40,8 @@ def test_report_renders_every_plot(results, capsys):
     for where in ("profile", "compare", "train"):
         assert f"<summary>{where}: env.json</summary>" in page
         assert f"<tr><td class='text'>{where}</td><td class='text'>" in page
-    assert "not known to convbench" in summary  # a CPU gets no invented roofline ceiling
+    # every device gets its measured ceilings in the roofline, the CPU included, and the caption names their kernels
+    assert "compute ceiling set by " in summary and "bandwidth by " in summary
     assert "<th>device_ratio</th>" not in page and "<th>gpu_busy</th>" not in page  # no empty GPU-only columns on a CPU
     assert "<meta name='viewport'" in page
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import typer
 
-from convbench.cli import (baseline_cmd, compare_cmd, diff_cmd, gate_cmd, list_cmd, merge_cmd, profile_cmd,  # noqa: F401
+from convbench.cli import (baseline_cmd, ceiling_cmd, compare_cmd, diff_cmd, gate_cmd, list_cmd, merge_cmd, profile_cmd,  # noqa: F401
                            report_cmd, selfcheck_cmd, train_cmd)  # each registers its command
 from convbench.cli.app import app, console, terminal_width
 from convbench.errors import UserError, UserInterrupt

@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.table import Table
 
+
+
 GAP = 2  # spaces between columns
 
 

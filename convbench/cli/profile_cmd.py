@@ -32,6 +32,7 @@ def profile_command(
     cudnn_benchmark: CudnnBenchmark = True,
     tf32: Tf32 = None,
     threads: Threads = None,
+    with_ceiling: Annotated[bool, typer.Option("--ceiling/--no-ceiling", help="Measure this machine's ceiling (once, cached) for % peak.")] = True,
     metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes) or all (adds latency and memory).")] = "all",
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
@@ -57,7 +58,7 @@ def profile_command(
             arch=arch, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, modes=run_modes,
             cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters,
             min_time=min_time, input_size=input_size, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer,
-            counter=counter, isolate=isolate, timeout=timeout, shard=part)
+            counter=counter, isolate=isolate, timeout=timeout, shard=part, ceiling=with_ceiling)
 
     def measure(config: ProfileConfig) -> int:
         with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:

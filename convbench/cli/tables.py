@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from rich.console import Console
 
 from convbench.cli.fit import Column, left_out_line, mib, num, plural, si, table, wrap
+from convbench.units import percent
 
 if TYPE_CHECKING:
     import pandas as pd
 
 NOISY_LEGEND = "~ after a latency: noisy, its IQR is more than 10% of its median"
+PEAK_LEGEND = ("% peak: achieved FLOP/s over this machine's measured peak (convbench ceiling); m: memory-bound at the "
+               "row's estimated intensity, where the bandwidth ceiling is the one that applies")
 LAUNCH_LEGEND = "! after GPU busy: launch-bound, the GPU works less than half of each forward; compare modes, not these latencies"
 
 
@@ -58,6 +61,9 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
         if show_busy:
             columns.append(Column("GPU busy", 1, cells=[num(r.get("gpu_busy"), ".0%") + ("!" if _is(r.get("launch_bound")) else "")
                                                          for r in rows]))
+        if "pct_peak" in df and df["pct_peak"].notna().any():
+            columns.append(Column("% peak", 1, cells=[percent(r.get("pct_peak")) + ("m" if r.get("bound") == "memory" else "")
+                                                       for r in rows]))
         columns += [Column("TFLOP/s", 3, cells=[num(r.get("achieved_tflops"), ".3f") for r in rows]),
                     Column("IQR ms", 4, cells=[num(r.get("latency_ms_iqr"), ".2f") for r in rows]),
                     Column("train MiB", 3, cells=[mib(r.get("peak_mem_train_bytes")) for r in rows]),
@@ -81,6 +87,9 @@ def print_profile(console: Console, df: pd.DataFrame, metrics: str, where: str) 
     if timed and "launch_bound" in df and df["launch_bound"].astype(str).eq("True").any():
         for line in wrap(LAUNCH_LEGEND, width, indent=""):
             console.print(line, style="dim", highlight=False)
+    if any(c.header == "% peak" for c in columns) and not any(c.header == "% peak" for c in left_out):
+        for part in wrap(PEAK_LEGEND, width, indent=""):
+            console.print(part, style="dim", highlight=False)
     line = left_out_line(left_out, where)
     if line:
         for part in wrap(line, width, indent=""):

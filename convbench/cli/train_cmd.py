@@ -8,6 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.fit import Column, left_out_line, mib, num, table, wrap
+from convbench.units import percent
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import print_notes, status_cell
@@ -89,6 +90,8 @@ def print_train(frame: pd.DataFrame, log_every: int) -> None:
     if ddp:
         columns += [Column("all img/s", 1, cells=[num(r.get("aggregate_images_per_s"), ",.1f") for r in rows]),
                     Column("scaling", 1, cells=[num(r.get("scaling_efficiency"), ".2f") for r in rows])]
+    if "mfu" in frame and frame["mfu"].notna().any():
+        columns.append(Column("MFU", 1, cells=[percent(r.get("mfu")) for r in rows]))
     columns += [Column("peak MiB", 2, cells=[mib(r.get("peak_mem_train_bytes")) for r in rows]),
                 Column(f"loss 1st -> last {log_every}", 1, cells=[f"{num(r.get('first_loss'), '.3f')} -> {num(r.get('final_loss'), '.3f')}"
                                                                   for r in rows]),
@@ -101,5 +104,7 @@ def print_train(frame: pd.DataFrame, log_every: int) -> None:
     for part in wrap(line, console.width, indent="") if line else []:
         console.print(part, style="dim", highlight=False)
     print_notes(console, notes, console.width)
-    console.print(f"last: mean loss and train accuracy over the last {log_every} steps; held-out: accuracy on held-out data "
-                  "after the run", style="dim", highlight=False)
+    legend = (f"last: mean loss and train accuracy over the last {log_every} steps; held-out: accuracy on held-out data after "
+              "the run; MFU: training FLOPs per image (forward + backward, counted) x img/s over this machine's measured peak")
+    for part in wrap(legend, console.width, indent=""):
+        console.print(part, style="dim", highlight=False)

@@ -258,6 +258,48 @@ def flop_counter_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return flops // 2 // input_shape[0]
 
 
+def _conv_backward_macs(args: tuple, outputs: Any) -> int:
+    """grad_input and grad_weight each cost the forward convolution's MACs, for whichever output_mask asks for:
+    the first layer's input needs no gradient. (FlopCounterMode in torch 2.13 counts a grouped conv's grad_weight
+    once per group too many.)"""
+    grad_output, weight, mask = args[0], args[2], args[10]
+    forward = grad_output.numel() * weight.shape[1] * math.prod(weight.shape[2:])
+    return forward * (int(bool(mask[0])) + int(bool(mask[1])))
+
+
+def training_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """MACs per image of one training step's forward and backward (conv and matmul-like ops, the auxiliary heads
+    included where the model runs them in training), counted on the meta device. `model` must be on meta."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from convbench.measure.meta import fast_batch_norm
+    from convbench.outputs import auxiliary, logits_of
+
+    total = [0]
+
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if name == "convolution_backward":
+                total[0] += _conv_backward_macs(args, out)
+            elif name in _MAC_OPS:
+                total[0] += _MAC_OPS[name](args, out)
+            return out
+
+    was_training = model.training
+    model.train()
+    try:
+        with fast_batch_norm(), _Count():
+            out = model(torch.zeros(input_shape, device="meta"))
+            loss = logits_of(out).float().sum() + sum(a.float().sum() for a in auxiliary(out))
+            loss.backward()
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return total[0] // input_shape[0]
+
+
 def input_shape_for(name: str, batch_size: int = 1, input_size: int | None = None) -> tuple[int, int, int, int]:
     size = input_size or get_model_info(name).input_size
     return (batch_size, 3, size, size)

@@ -302,6 +302,25 @@ def training(ctx: Context) -> Check:
                  "; ".join(failures))
 
 
+def within_peak(ctx: Context) -> Check:
+    """No timed row of a small sweep above 100% of this machine's measured ceiling: a count or a ceiling that is
+    wrong shows here first."""
+    from convbench.ceiling import obtain
+    from convbench.config import ProfileConfig
+    from convbench.runner import run_profile
+    peak, _ = obtain(str(ctx.device), ("fp32",))
+    rows = run_profile(ProfileConfig(arch="resnet18,googlenet,alexnet", device=str(ctx.device), batch_sizes=(2,), input_size=64,
+                                     iters=3, warmup=1, cpu_memory=False, isolate=False)).rows
+    shares = {r["model"]: r.get("pct_peak") for r in rows}
+    over = [f"{m} {v:.0%}" for m, v in shares.items() if v is not None and v > 1.0]
+    missing = [m for m, v in shares.items() if v is None]
+    figure = (f"fp32 peak {peak.compute['fp32'].value:.3g} TFLOP/s ({peak.compute['fp32'].kernel}); rows at "
+              + ", ".join(f"{m} {v:.0%}" for m, v in shares.items() if v is not None))
+    return Check("within_peak", "fail" if over or missing else "pass", figure, "every row at or under 100% of the measured peak",
+                 "; ".join(filter(None, [f"above the peak: {', '.join(over)}" if over else "",
+                                         f"no share of peak: {', '.join(missing)}" if missing else ""])))
+
+
 def shared_devices(entries: list[tuple[str, int, str | None]]) -> list[str]:
     """(host, rank, device identity) of every rank -> one line per device that two ranks of a host share."""
     seen: dict[tuple[str, str], int] = {}
@@ -347,7 +366,8 @@ def ranks(ctx: Context) -> Check:
 
 CHECKS: dict[str, Callable[[Context], Check]] = {
     "machine": machine, "timer_fidelity": timer_fidelity, "timer_truth": timer_truth, "nothing_held": nothing_held,
-    "counts_agree": counts_agree, "modes": modes, "isolation": isolation, "training": training, "ranks": ranks,
+    "counts_agree": counts_agree, "modes": modes, "isolation": isolation, "training": training,
+    "within_peak": within_peak, "ranks": ranks,
 }
 QUICK_SKIPS = {"cpu": {"modes": "torch.compile on the CPU takes longer than --quick allows"}}  # on CUDA: eager and graphs
 
