@@ -165,6 +165,7 @@ def diff(old: Path | str | Folder, new: Path | str | Folder, on: list[str] | Non
     if old_f.samples is None or new_f.samples is None:
         without = [str(f.path) for f in (old_f, new_f) if f.samples is None]
         notes.append(f"no samples in {' and '.join(without)}: ratios of medians, without intervals")
+    notes += side_by_side_notes(both)
     per = FROM_LATENCY.get(metric)
     out_rows = []
     for _, r in both.iterrows():
@@ -188,6 +189,24 @@ def diff(old: Path | str | Folder, new: Path | str | Folder, on: list[str] | Non
     removed = merged.loc[merged["_merge"] == "left_only", keys]
     return DiffResult(old_f, new_f, keys, metric, pd.DataFrame(out_rows),
                       pd.DataFrame(exact, columns=[*keys, "column", "old", "new", "difference"]), added, removed, notes)
+
+
+# Context that changes a timing without changing what is measured: said when the two runs differ in it.
+CONDITIONS = {"shards_on_host": "sweeps measuring on the host at once", "threads": "torch threads",
+              "busy": "rows timed on a busy machine"}
+
+
+def side_by_side_notes(both: pd.DataFrame) -> list[str]:
+    """One line per condition the two runs' matched rows differ in: shards run side by side on one host share its
+    CPU, PCIe and power, so a ratio across them measures the neighbours as much as the code."""
+    notes = []
+    for col, what in CONDITIONS.items():
+        if f"{col}_old" not in both or f"{col}_new" not in both:
+            continue
+        old, new = (sorted({str(v) for v in both[f"{col}_{side}"].dropna()}) for side in ("old", "new"))
+        if old and new and old != new:
+            notes.append(f"{what}: {', '.join(old)} in OLD, {', '.join(new)} in NEW; read the ratios with that in mind")
+    return notes
 
 
 def _number(v) -> bool:

@@ -107,7 +107,7 @@ def test_train_at_80_columns_keeps_run_names_whole_and_prints_window_means(narro
                          "--log-every", "2", "--out", str(tmp_path / "t"))
     assert code == 0, err
     _assert_fits(out)
-    assert re.search(r"^googlenet 3x3\+3x3  step 4/4  loss \d\.\d{3}  batch acc \d\.\d{3}  \(means of steps 3-4\)$", out, re.M)
+    assert re.search(r"^googlenet 3x3\+3x3  step 4/4  loss \d\.\d{3}  acc \d\.\d{3}  \(means, steps 3-4\)$", out, re.M)
     table = [line for line in out.splitlines() if line.startswith("googlenet ")][-2:]
     assert table[0].startswith("googlenet 5x5 ") and table[1].startswith("googlenet 3x3+3x3 ")
 

@@ -240,3 +240,12 @@ def test_selfcheck_under_torchrun_runs_per_rank(tmp_path):
     for rank in (0, 1):
         checks = json.loads((tmp_path / "sc" / f"rank-{rank}" / "selfcheck.json").read_text())["checks"]
         assert [(c["name"], c["status"], c["note"]) for c in checks] == [("ranks", "skip", "ranks on the CPU share it by design")]
+
+
+def test_diff_says_when_one_run_shared_its_host():
+    from convbench.diff import side_by_side_notes
+    both = pd.DataFrame({"shards_on_host_old": [1, 1], "shards_on_host_new": [2, 2], "threads_old": [2, 2],
+                         "threads_new": [1, 1], "busy_old": [False, False], "busy_new": [False, False]})
+    assert side_by_side_notes(both) == [
+        "sweeps measuring on the host at once: 1 in OLD, 2 in NEW; read the ratios with that in mind",
+        "torch threads: 2 in OLD, 1 in NEW; read the ratios with that in mind"]

@@ -57,7 +57,10 @@ def show(frame: pd.DataFrame, where: str, print_table: Callable[[pd.DataFrame, s
     if warning:
         console.print(warning, style="yellow", highlight=False)
     if len(frame) or not stopped:
-        console.print(closing_line(frame, where), highlight=False)
+        line = closing_line(frame, where)
+        if len(line) > console.width:  # the path on a line of its own rather than broken anywhere
+            line = line.replace(" -> ", "\n  -> ", 1)
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @dataclass

@@ -66,8 +66,8 @@ def train_command(
                     acc = sum(a for _, a in window) / len(window)
                     procs = f" x{row['nproc']}" if row["nproc"] > 1 else ""
                     first = row["step"] - len(window) + 1
-                    console.print(f"{row['run']}{procs}  step {row['step']}/{steps}  loss {loss:.3f}  batch acc {acc:.3f}"
-                                  f"  (means of steps {first}-{row['step']})", highlight=False, markup=False)
+                    console.print(f"{row['run']}{procs}  step {row['step']}/{steps}  loss {loss:.3f}  acc {acc:.3f}"
+                                  f"  (means, steps {first}-{row['step']})", highlight=False, markup=False)
 
             run = run_train(config, on_step=on_step)
         code = screen.finished(run.frame, config.out, run.interrupted,

@@ -74,4 +74,4 @@ def drift_note(side: str, times: list[float]) -> str | None:
     if max(moved, 1 / moved) <= DRIFT_LIMIT:
         return None
     return (f"the {side}'s time moved {moved:.1f}x between the first and the last third of the pairs: the process or the "
-            "machine changed speed during the row; rerun it")
+            "machine changed speed during the row (rerun it)")
