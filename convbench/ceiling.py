@@ -247,6 +247,14 @@ def obtain(device: str, dtypes: tuple[str, ...], refresh: bool = False, timer: T
     return fresh, True
 
 
+def record(config: Any) -> dict[str, Any]:
+    """The ceiling a run's rows are shares of, for its env.json: obtained (measured once per machine, cached) under
+    the settings the run measures with, so that its key is theirs."""
+    from convbench.settings import applied
+    with applied(config):
+        return obtain(config.device, (config.dtype,))[0].as_dict()
+
+
 @functools.lru_cache(maxsize=8)
 def _cached(key: str) -> Ceiling | None:
     return load(key)[0]

@@ -333,8 +333,7 @@ def run_compare(config: CompareConfig, on_row: Callable[[dict[str, Any]], None] 
     cases = mine(cases, lambda c: case_cost(c, config), shard)
     env = {**environment(config.device), "config": config.__dict__,
            "sweep": sweep_record("compare", config, names, [c.name for c in cases], shard)}
-    with settings.applied(config):  # once per machine, cached: the peak a verdict can compare shares of
-        env["ceiling"] = ceiling.obtain(config.device, (config.dtype,))[0].as_dict()
+    env["ceiling"] = ceiling.record(config)  # the peak a verdict can compare shares of
     with ResultSink(out, "compare", COMPARE_COLUMNS, config.formats, env, on_row, READER_COLUMNS) as sink, \
             settings.applied(config), peers.measuring():
         for case in cases:

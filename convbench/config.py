@@ -140,11 +140,6 @@ def parse_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def prepare_out_dir(out: Path) -> Path:
-    from convbench.outdirs import prove_writable
-    return prove_writable(out)
-
-
 Config = TypeVar("Config")
 
 

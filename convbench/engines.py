@@ -26,7 +26,9 @@ MEETING_TIMEOUT = _dt.timedelta(days=7)
 
 
 def local_device(device: str, env: dict[str, str] | None = None) -> str:
-    """cuda -> cuda:LOCAL_RANK under torchrun, after checking that the node has a GPU for every local process."""
+    """cuda -> cuda:LOCAL_RANK under torchrun, after checking that the node has a GPU for every local process: a
+    rank drives the GPU of its place on its own node, not of its global rank (on two nodes of eight GPUs, rank 9
+    drives GPU 1 of the second node)."""
     env = os.environ if env is None else env
     if not device.startswith("cuda"):
         return device

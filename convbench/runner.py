@@ -355,9 +355,7 @@ def run_profile(config: ProfileConfig, on_row: OnRow | None = None, on_start: Ca
     env = {**environment(config.device), "config": config.__dict__, "columns": PROFILE_COLUMNS,
            "sweep": sweep_record("profile", config, names, [s.name for s in specs], shard)}
     if config.metrics == "all" and config.ceiling:
-        # Measured once per machine (cached), before any row, so that every measuring process finds it.
-        with settings.applied(config):
-            env["ceiling"] = ceiling.obtain(config.device, (config.dtype,))[0].as_dict()
+        env["ceiling"] = ceiling.record(config)  # before any row, so that every measuring process finds it cached
     layer_rows: list[dict[str, Any]] = []
     if on_start:
         on_start(len(specs) * len(config.batch_sizes))

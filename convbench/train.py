@@ -35,7 +35,8 @@ from convbench.registry import get_model_info, list_models
 from convbench.results import CONTEXT_COLUMNS, ResultSink, RowWriter, environment, now
 from convbench import peers, settings
 from convbench.shard import Shard, mine, sweep_record
-from convbench.ceiling import obtain as obtain_ceiling
+from convbench.ceiling import record as ceiling_record
+from convbench.engines import local_device
 from convbench.modes import compiled
 from convbench.specs import resolve_models
 
@@ -360,8 +361,7 @@ def run_train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | N
 
     env = {**environment(config.device), "config": {k: str(v) for k, v in asdict(config).items()},
            "sweep": sweep_record("train", config, names, [s.run for s in sides], shard)}
-    with settings.applied(config):  # once per machine, cached: the peak that MFU is a share of
-        env["ceiling"] = obtain_ceiling(config.device, (config.dtype,))[0].as_dict()
+    env["ceiling"] = ceiling_record(config)  # the peak that MFU is a share of
     try:
         with ResultSink(out, "train", SUMMARY_COLUMNS, ("csv",), env) as sink, settings.applied(config), peers.measuring():
             for side in sides:
@@ -411,19 +411,11 @@ def _launch_ddp(config: TrainConfig, side: Side, out: Path | None) -> dict[str, 
         return {**json.loads(report.read_text()), "status": "ok"}
 
 
-def local_device(device: str) -> torch.device:
-    """The device of a process that torchrun started: on CUDA the GPU of its place on its own node (LOCAL_RANK),
-    not of its global rank (on two nodes of eight GPUs, rank 9 drives GPU 1 of the second node)."""
-    if not device.startswith("cuda"):
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-
-
 def _ddp_worker(request: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     raw = request["config"]
-    device = local_device(raw["device"])
+    device = torch.device(local_device(raw["device"]))
     cuda = device.type == "cuda"
     config = TrainConfig(**{**raw, "out": None, "nproc_per_node": 1, "device": str(device)})
     side = next(s for s in sides_for(config) if s.run == request["side"])

@@ -257,8 +257,8 @@ def test_selfcheck_counts_agree_without_fvcore(monkeypatch):
 
 
 def test_a_ddp_rank_drives_the_gpu_of_its_local_rank(monkeypatch):
-    from convbench.train import local_device
-    monkeypatch.setenv("RANK", "9")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    assert local_device("cuda") == torch.device("cuda", 1)
-    assert local_device("cpu") == torch.device("cpu")
+    from convbench.engines import local_device
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    env = {"RANK": "9", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "8"}
+    assert local_device("cuda", env) == "cuda:1"
+    assert local_device("cpu", env) == "cpu"

@@ -9,7 +9,8 @@ import typer
 
 from convbench import engines
 from convbench.cli.app import app, console
-from convbench.config import parse_list, prepare_out_dir
+from convbench.config import parse_list
+from convbench.outdirs import prove_writable
 from convbench.errors import UserError
 from convbench.results import to_markdown, write_json
 from convbench.selfcheck import Check, run_selfcheck
@@ -35,7 +36,7 @@ def selfcheck_command(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: this rank's GPU, and a folder of its own
         device = engines.local_device(device)
         out = out / f"rank-{os.environ.get('RANK', '0')}"
-    prepare_out_dir(out)
+    prove_writable(out)
     if format == "table":
         console.print(f"convbench selfcheck on {device}{' (quick)' if quick else ''}", highlight=False)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 
-from convbench.config import prepare_out_dir, validate_device
+from convbench.config import validate_device
+from convbench.outdirs import prove_writable
 from convbench.errors import UserError
 from convbench.gate import record as records
 from convbench.gate import trees, verdict
@@ -130,7 +131,7 @@ def run_gate(config: GateConfig, say: Say = print, make_side: MakeSide | None = 
     suite_dir = config.cases.split(".")[0]
     if not (repo / suite_dir).is_dir():
         raise UserError(f"no folder {repo / suite_dir} for the cases module {config.cases}")
-    out = prepare_out_dir(Path(config.out)) if config.out is not None else None
+    out = prove_writable(Path(config.out)) if config.out is not None else None
     gate = _Gate(config, say, make_side, progress)
     scratch = Path(tempfile.mkdtemp(prefix="convbench-gate-"))
     if os.environ.get(SLOWDOWN_ENV):
