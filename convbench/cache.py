@@ -40,9 +40,14 @@ def _code_key() -> str:
     return digest.hexdigest()[:16]
 
 
+def root() -> Path:
+    """Where convbench keeps what it measured or counted once per machine: $CONVBENCH_CACHE_DIR or
+    ~/.cache/convbench."""
+    return Path(os.environ.get("CONVBENCH_CACHE_DIR") or Path.home() / ".cache" / "convbench")
+
+
 def _path() -> Path:
-    root = Path(os.environ.get("CONVBENCH_CACHE_DIR") or Path.home() / ".cache" / "convbench")
-    return root / f"counts-{_code_key()}.json"
+    return root() / f"counts-{_code_key()}.json"
 
 
 _FAILED = "__failed__"

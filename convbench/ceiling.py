@@ -170,8 +170,8 @@ def cache_key(facts: dict[str, Any]) -> str:
 
 
 def _cache_dir() -> Path:
-    root = Path(os.environ.get("CONVBENCH_CACHE_DIR") or Path.home() / ".cache" / "convbench")
-    return root / "ceilings"
+    from convbench.cache import root
+    return root() / "ceilings"
 
 
 def datasheet(device: torch.device) -> dict[str, float]:

@@ -18,8 +18,7 @@ from convbench.config import (DTYPES, from_payload, to_payload, validate_counter
                               validate_threads)
 from convbench.errors import UserError, error_text, is_oom
 from convbench.isolate import Child
-from convbench import outdirs
-from convbench import ceiling, modes, peers, settings
+from convbench import ceiling, modes, outdirs, peers, settings
 from convbench.shard import Shard, mine, sweep_record
 from convbench.units import percent
 from convbench.measure import complexity, device_time, host_load, memory
@@ -265,12 +264,13 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, rows: l
         start = host_load.snapshot()
         pairs = paired_times(forwards[base_name], forwards[name], device, config.warmup, config.pairs)
         row.update(host_load.load_columns(start, host_load.snapshot()))
-        base_times += [a for a, _ in pairs]
+        mine, theirs = [b for _, b in pairs], [a for a, _ in pairs]
+        base_times += theirs
         ratio, lo, hi = median_ci([b / a for a, b in pairs])
         row.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
-                   latency_ms_p50=median_ci([b for _, b in pairs])[0], drift=drift([b for _, b in pairs]),
+                   latency_ms_p50=median_ci(mine)[0], drift=drift(mine),
                    _samples=[{"baseline_ms": a, "latency_ms": b} for a, b in pairs])
-        notes = [drift_note("variant", [b for _, b in pairs]), drift_note("baseline", [a for a, _ in pairs])]
+        notes = [drift_note("variant", mine), drift_note("baseline", theirs)]
         row["note"] = "; ".join(n for n in notes if n) or None
     loads = [r["host_busy"] for r in rows[1:] if r.get("host_busy") is not None]
     if loads:  # the baseline ran in every variant's pairs

@@ -18,8 +18,7 @@ from convbench.cache import CountCache
 from convbench.config import DTYPES, ProfileConfig, autocast, from_payload, to_payload
 from convbench.errors import RowFailure, error_text, is_oom
 from convbench.isolate import Child
-from convbench import outdirs
-from convbench import ceiling, modes, peers, settings
+from convbench import ceiling, modes, outdirs, peers, settings
 from convbench.shard import Shard, mine, sweep_record
 from convbench.measure import complexity, device_time, host_load, layer_times, memory, timing
 from convbench.notes import labelled

@@ -7,7 +7,7 @@ import typer
 
 from convbench.ceiling import obtain
 from convbench.cli.app import app, console, err_console
-from convbench.cli.fit import Column, table, wrap
+from convbench.cli.fit import Column, say, table
 from convbench.config import parse_list
 from convbench.outdirs import prove_writable
 from convbench.results import write_json
@@ -38,8 +38,7 @@ def ceiling_command(
     t, left_out = table(f"{where}, torch {ceiling.machine['torch']}", columns, console.width)
     console.print(t)
     for c in left_out:
-        for line in wrap(f"{c.header}: " + "; ".join(f"{r[0]} {cell}" for r, cell in zip(rows, c.cells)), console.width, ""):
-            console.print(line, style="dim", highlight=False)
+        say(console, f"{c.header}: " + "; ".join(f"{r[0]} {cell}" for r, cell in zip(rows, c.cells)))
     source = f"measured now in {ceiling.seconds:.1f} s" if fresh else "from this machine's cache (--refresh measures again)"
     console.print(f"{source}; cache key {ceiling.key}", style="dim", highlight=False)
     if out is not None:

@@ -5,14 +5,14 @@ important ones are left out until the table fits the console's width; what was l
 under the table (the files hold every column). Long text (verdicts, notes) goes under the table, wrapped."""
 from __future__ import annotations
 
-import math
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
-
+from convbench.units import missing
 
 GAP = 2  # spaces between columns
 
@@ -65,9 +65,15 @@ def wrap(text: str, width: int, indent: str = "  ") -> list[str]:
                          break_on_hyphens=False) or [indent]
 
 
+def say(console: Console, text: str | None, style: str | None = "dim", indent: str = "") -> None:
+    """A line of text under a table, wrapped at the console's width (nothing when there is no text)."""
+    for line in wrap(text, console.width, indent) if text else []:
+        console.print(line, style=style, highlight=False, markup=False)
+
+
 def si(value: Any, digits: int = 3) -> str:
     """A count in a unit that fits: 112, 8.45k, 11.7M, 1.81G ('-' when missing)."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if missing(value):
         return "-"
     v = float(value)
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -77,14 +83,14 @@ def si(value: Any, digits: int = 3) -> str:
 
 
 def num(value: Any, fmt: str) -> str:
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if missing(value):
         return "-"
     return format(value, fmt)
 
 
 def mib(value: Any) -> str:
     """Bytes as MiB with precision that fits small and large alike."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if missing(value):
         return "-"
     m = float(value) / 2**20
     return f"{m:,.0f}" if m >= 100 else f"{m:.1f}" if m >= 1 else f"{m:.2f}" if m >= 0.01 else f"{m:.1e}"

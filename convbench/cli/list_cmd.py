@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from convbench.cli.app import app, console
-from convbench.cli.fit import Column, left_out_line, plural, table, wrap
+from convbench.cli.fit import Column, left_out_line, plural, say, table
 from convbench.zoo import zoo_table
 
 
@@ -29,8 +29,6 @@ def list_command(
                Column("notes", 4, "left", [r["notes"] for r in rows])]
     t, left_out = table(f"convbench zoo ({plural(len(rows), 'model')})", columns, console.width)
     console.print(t)
-    line = left_out_line(left_out, "convbench list --json")
-    for part in [line, "MACs: multiply-accumulates per image in conv and linear layers (1 MAC = 2 FLOPs), eval forward; "
-                 "paper: its first author and year (the title: --json)."]:
-        for text in wrap(part, console.width, indent="") if part else []:
-            console.print(text, style="dim", highlight=False)
+    say(console, left_out_line(left_out, "convbench list --json"))
+    say(console, "MACs: multiply-accumulates per image in conv and linear layers (1 MAC = 2 FLOPs), eval forward; "
+                 "paper: its first author and year (the title: --json).")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 
-from convbench.cli.fit import Column, left_out_line, mib, num, plural, si, table, wrap
+from convbench.cli.fit import Column, left_out_line, mib, num, plural, say, si, table, wrap
 from convbench.units import percent
 
 if TYPE_CHECKING:
@@ -27,10 +27,9 @@ def status_cell(r: dict[str, Any], notes: list[str], label: str) -> str:
     return f"{r['status']} [{len(notes)}]"
 
 
-def print_notes(console: Console, notes: list[str], width: int) -> None:
+def print_notes(console: Console, notes: list[str]) -> None:
     for i, note in enumerate(notes, 1):
-        for line in wrap(f"[{i}] {note}", width, indent=""):
-            console.print(line, highlight=False, markup=False)
+        say(console, f"[{i}] {note}", style=None)
 
 
 def _is(value: Any) -> bool:
@@ -75,30 +74,22 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
 
 
 def print_profile(console: Console, df: pd.DataFrame, metrics: str, where: str) -> None:
-    width = console.width
     columns, notes = profile_columns(df, metrics)
     device = df["device_name"].iloc[0] if len(df) and "device_name" in df else ""
     dtype = df["dtype"].iloc[0] if len(df) and "dtype" in df else ""
-    t, left_out = table(f"{device}, {dtype}" if device else None, columns, width)
+    t, left_out = table(f"{device}, {dtype}" if device else None, columns, console.width)
     console.print(t)
     timed = any(c.header == "p50 ms" for c in columns)
     if timed and df["noisy"].astype(str).eq("True").any():
-        console.print(NOISY_LEGEND, style="dim", highlight=False)
+        say(console, NOISY_LEGEND)
     if timed and "launch_bound" in df and df["launch_bound"].astype(str).eq("True").any():
-        for line in wrap(LAUNCH_LEGEND, width, indent=""):
-            console.print(line, style="dim", highlight=False)
+        say(console, LAUNCH_LEGEND)
     if any(c.header == "% peak" for c in columns) and not any(c.header == "% peak" for c in left_out):
-        for part in wrap(PEAK_LEGEND, width, indent=""):
-            console.print(part, style="dim", highlight=False)
-    line = left_out_line(left_out, where)
-    if line:
-        for part in wrap(line, width, indent=""):
-            console.print(part, style="dim", highlight=False)
-    print_notes(console, notes, width)
-    row_notes = sorted({n for n in df.get("note", []).dropna()} if "note" in df else set())
-    for n in row_notes:
-        for part in wrap(f"note: {n}", width, indent=""):
-            console.print(part, style="dim", highlight=False, markup=False)
+        say(console, PEAK_LEGEND)
+    say(console, left_out_line(left_out, where))
+    print_notes(console, notes)
+    for n in sorted({n for n in df["note"].dropna()} if "note" in df else set()):
+        say(console, f"note: {n}")
 
 
 def closing_line(df: pd.DataFrame, path: str) -> str:
@@ -159,19 +150,15 @@ def print_compare(console: Console, df: pd.DataFrame, where: str) -> None:
         heading, columns, verdicts = compare_case(group, notes, width)
         console.print()
         for i, line in enumerate(heading):
-            for part in wrap(line, width, indent=""):
-                console.print(part, style="bold" if i == 0 else None, highlight=False, markup=False)
+            say(console, line, style="bold" if i == 0 else None)
         t, left_out = table(None, columns, width)
         all_left_out.update((c.header, None) for c in left_out)
         console.print(t)
         for line in verdicts:
             console.print(line, highlight=False, markup=False)
     console.print()
-    if all_left_out:
-        line = left_out_line([Column(h) for h in all_left_out], where)
-        for part in wrap(line, width, indent=""):
-            console.print(part, style="dim", highlight=False)
-    print_notes(console, notes, width)
+    say(console, left_out_line([Column(h) for h in all_left_out], where))
+    print_notes(console, notes)
 
 
 def busy_warning(df: pd.DataFrame, label: Callable[[dict[str, Any]], str]) -> str | None:

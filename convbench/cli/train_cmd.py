@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.fit import Column, left_out_line, mib, num, table, wrap
+from convbench.cli.fit import Column, left_out_line, mib, num, say, table
 from convbench.units import percent
 from convbench.cli.options import CudnnBenchmark, Tf32, Threads
 from convbench.cli.sweep import Screen, run_sweep
@@ -100,11 +100,8 @@ def print_train(frame: pd.DataFrame, log_every: int) -> None:
                 Column("status", 0, "left", [status_cell(r, notes, str(r["run"])) for r in rows])]
     t, left_out = table("training runs", columns, console.width)
     console.print(t)
-    line = left_out_line(left_out, "train.csv")
-    for part in wrap(line, console.width, indent="") if line else []:
-        console.print(part, style="dim", highlight=False)
-    print_notes(console, notes, console.width)
-    legend = (f"last: mean loss and train accuracy over the last {log_every} steps; held-out: accuracy on held-out data after "
-              "the run; MFU: training FLOPs per image (forward + backward, counted) x img/s over this machine's measured peak")
-    for part in wrap(legend, console.width, indent=""):
-        console.print(part, style="dim", highlight=False)
+    say(console, left_out_line(left_out, "train.csv"))
+    print_notes(console, notes)
+    say(console, f"last: mean loss and train accuracy over the last {log_every} steps; held-out: accuracy on held-out data "
+                 "after the run; MFU: training FLOPs per image (forward + backward, counted) x img/s over this machine's "
+                 "measured peak")
