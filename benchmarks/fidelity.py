@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from convbench.modes import prepare
-from convbench.registry import create_model
+from convbench.run.modes import prepare
+from convbench.zoo.registry import create_model
 from convbench.selfcheck.battery import fidelity
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -272,7 +272,7 @@ def gpu_name() -> str:
 
 def cpu_label() -> str:
     sys.path.insert(0, str(ROOT))
-    from convbench.settings import cpu_name
+    from convbench.results.environment import cpu_name
     return "cpu-" + re.sub(r"[^a-z0-9]+", "-", cpu_name().lower()).strip("-")[:40]
 
 

@@ -1,13 +1,20 @@
-"""convbench: parameters, MACs, memory and speed of the classic ImageNet CNNs and their block variants."""
-from importlib.metadata import PackageNotFoundError, version as _version
+"""convbench: parameters, MACs, memory and speed of the classic ImageNet CNNs and their block variants.
 
-try:
-    __version__ = _version("convbench")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
+From Python: `convbench.list_models`, `create_model`, `register_model`, and the library calls behind the
+commands, each returning a DataFrame: `convbench.profile(...)`, `convbench.compare(...)`, `convbench.train(...)`."""
+from convbench._version import __version__
 from convbench.errors import UserError
-from convbench.registry import create_model, get_model_info, list_models, register_model
-from convbench import profile  # noqa: E402  (the module; convbench.profile.profile is the call)
+from convbench.zoo.registry import create_model, get_model_info, list_models, register_model
 
-__all__ = ["__version__", "UserError", "create_model", "get_model_info", "list_models", "profile", "register_model"]
+__all__ = ["__version__", "UserError", "compare", "create_model", "get_model_info", "list_models", "profile",
+           "register_model", "train"]
+
+_CALLS = {"profile": "convbench.run.profile", "compare": "convbench.run.compare", "train": "convbench.run.train"}
+
+
+def __getattr__(name: str):
+    # The measuring calls import torch's heavier parts and pandas: only when used.
+    if name in _CALLS:
+        import importlib
+        return getattr(importlib.import_module(_CALLS[name]), name)
+    raise AttributeError(f"module 'convbench' has no attribute {name!r}")

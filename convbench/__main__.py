@@ -1,3 +1,3 @@
-from convbench.cli import main
+from convbench.cli.main import main
 
 main()

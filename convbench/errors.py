@@ -2,7 +2,9 @@ import torch
 
 
 class UserError(Exception):
-    """A mistake in what the user asked for: the CLI prints it as one line and exits non-zero."""
+    """A mistake in what the user asked for, or a run that cannot go on: the CLI prints it as one line and exits
+    with `exit_code`."""
+    exit_code = 2
 
 
 class RowFailure(Exception):
@@ -10,16 +12,38 @@ class RowFailure(Exception):
 
 
 class UserInterrupt(UserError):
-    """Ctrl-C after the finished work was saved: reported in one line, exit code 130."""
+    """Ctrl-C (or SIGTERM, SIGHUP) after the finished work was saved: reported in one line, exit code 128 + the
+    signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the process was, so that it ends the run the way Ctrl-C does."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+class DiskFull(UserError):
+    """The disk filled while a run wrote: what was finished is kept, and the run ends in one line, exit 1."""
+    exit_code = 1
 
 
 def error_text(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: its type and its message, whitespace folded. A failure replayed from
-    the count cache already is such a line."""
-    if isinstance(exc, RowFailure) or type(exc).__name__ == "CachedFailure":
+    """An exception as one short line: its type and its message, whitespace folded; a RowFailure (a failure
+    already said in words, one replayed from the count cache among them) as it is."""
+    if isinstance(exc, RowFailure):
         return str(exc)[:limit]
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
 
 
+# How the CPU allocator and the C library say a request did not fit.
+_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or any(w in str(exc).lower() for w in _OOM_WORDS)

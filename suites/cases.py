@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from convbench.comparisons import COMPARISONS, get_cases
-from convbench.registry import create_model
+from convbench.zoo.comparisons import COMPARISONS, get_cases
+from convbench.zoo.registry import create_model
 from suites.reference import timed_round
 
 SLOWDOWN_ENV = "CONVBENCH_SUITE_SLOWDOWN"

@@ -1,6 +1,6 @@
 import pytest
 
-from convbench.cli import main
+from convbench.cli.main import main
 
 
 def run(capsys, *argv):

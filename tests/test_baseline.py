@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from convbench import baseline
-from convbench.cli import main
+from convbench.analysis import baseline
+from convbench.cli.main import main
 
 
 def test_diff_names_model_metric_old_and_new():

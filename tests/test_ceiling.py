@@ -9,17 +9,17 @@ import torch
 from torch import nn
 
 from cli_helpers import run
-from convbench import ceiling
-from convbench.config import ProfileConfig
-from convbench.runner import run_profile
+from convbench.measure import ceiling, roofline
+from convbench.run.config import ProfileConfig
+from convbench.run.profile import run_profile
 
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    ceiling._cached.cache_clear()
+    ceiling.forget()
     yield tmp_path / "cache"
-    ceiling._cached.cache_clear()
+    ceiling.forget()
 
 
 class _Marked:
@@ -61,9 +61,8 @@ def test_the_cache_is_reused_keyed_by_the_machine_and_a_corrupt_one_is_measured_
     assert fresh and len(calls) == 3
     again, fresh = ceiling.obtain("cpu", ("fp32",), timer=timer)
     assert not fresh and len(calls) == 3 and again.key == first.key
-    import convbench.settings
     with monkeypatch.context() as m:
-        m.setattr(convbench.settings, "cpu_name", lambda: "Another CPU")
+        m.setattr(ceiling, "cpu_name", lambda: "Another CPU")
         assert ceiling.cache_key(ceiling.machine(torch.device("cpu"))) != first.key
     with monkeypatch.context() as m:
         m.setattr(torch, "get_num_threads", lambda: 7)
@@ -84,7 +83,7 @@ def test_a_row_s_share_of_peak_is_exactly_achieved_over_the_ceiling(monkeypatch,
     rows = run_profile(ProfileConfig(arch="resnet18,alexnet", input_size=64, iters=2, warmup=0, cpu_memory=False)).rows
     for r in rows:
         assert r["pct_peak"] == r["achieved_tflops"] / peak.compute["fp32"].value
-        expected = ceiling.intensity(r["macs"], 1, r["param_bytes"], r["acts"], "fp32")
+        expected = roofline.intensity(r["macs"], 1, r["param_bytes"], r["acts"], "fp32")
         assert r["intensity"] == expected
         # the ridge: 1 TFLOP/s over 1 GB/s = 1000 FLOPs per byte, far above any of these
         assert r["bound"] == "memory"
@@ -98,7 +97,7 @@ def test_training_flops_are_counted_exactly():
     # needs no gradient) 13,824; conv2 grad_input + grad_weight 73,728; fc grad_input + grad_weight 64
     assert training_macs(net, (2, 3, 8, 8)) == 13824 + 36864 + 32 + 13824 + 73728 + 64 == 138336
     from torch.utils.flop_counter import FlopCounterMode
-    from convbench.specs import resolve_models
+    from convbench.zoo.specs import resolve_models
     spec = resolve_models("resnet18", 64)[0]
     real = spec.build("cpu").train()
     with FlopCounterMode(display=False) as counter:
@@ -107,10 +106,11 @@ def test_training_flops_are_counted_exactly():
 
 
 def test_train_rows_carry_training_flops_and_mfu(monkeypatch, cache):
-    from convbench.train import TrainConfig, run_train
+    from convbench.run.config import TrainConfig
+    from convbench.run.train import run_train
     _stub_kernels(monkeypatch, {"GEMM": 0}, {"copy": 0})
     peak, _ = ceiling.obtain("cpu", ("fp32",), timer=lambda fn, device: 1000.0)
-    row = run_train(TrainConfig(arch="resnet18", steps=4, batch_size=2, input_size=64)).summaries[0]
+    row = run_train(TrainConfig(arch="resnet18", steps=4, batch_size=2, input_size=64)).rows[0]
     # resnet18 at 64 px trains 436,039,680 MACs per image with 1000 classes; the synthetic data has 10, and the
     # classifier's forward, grad_input and grad_weight each lose 512 x 990 MACs
     assert row["train_flops_per_image"] == 2 * (436039680 - 3 * 512 * 990) == 869038080
@@ -118,7 +118,7 @@ def test_train_rows_carry_training_flops_and_mfu(monkeypatch, cache):
 
 
 def test_a_verdict_says_when_a_variant_runs_at_a_lower_share_of_peak():
-    from convbench.compare import peak_clause
+    from convbench.analysis.verdicts import peak_clause
     variant = {"counted_ratio": 1 / 32, "pct_peak": 0.012}
     assert peak_clause(variant, {"pct_peak": 0.35}) == "; it runs at 1.2% of peak, the baseline at 35%"
     assert peak_clause({**variant, "pct_peak": 0.34}, {"pct_peak": 0.35}) == ""   # about the same share
@@ -127,8 +127,8 @@ def test_a_verdict_says_when_a_variant_runs_at_a_lower_share_of_peak():
 
 def test_selfcheck_within_peak_fails_when_a_row_beats_the_ceiling(monkeypatch, cache):
     from convbench.selfcheck import battery
-    _stub_kernels(monkeypatch, {"GEMM": 0}, {"copy": 0})
-    ceiling.obtain("cpu", ("fp32",), timer=lambda fn, device: 1e9)  # a "peak" of 1e-9 TFLOP/s: every row beats it
+    timer = _stub_kernels(monkeypatch, {"GEMM": 1e8}, {"copy": 10.0})
+    ceiling.obtain("cpu", ("fp32",), timer=timer)  # a "peak" of 10 MFLOP/s: every row beats it
     check = battery.within_peak(battery.Context(torch.device("cpu"), quick=True))
     assert check.status == "fail" and check.note.startswith("above the peak: resnet18 ")
 

@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from convbench.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge, load_from_grouped
+from convbench.zoo.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge, load_from_grouped
 from cli_helpers import run
-from convbench.compare import compare, verdict
-from convbench.comparisons import COMPARISONS, get_cases
+from convbench.analysis.verdicts import verdict
+from convbench.run.compare import compare
+from convbench.zoo.comparisons import COMPARISONS, get_cases
 from convbench.measure.complexity import analytic_counts, count_params
 from convbench.measure.paired import median_ci
 

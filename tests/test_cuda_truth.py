@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from convbench import modes, settings
-from convbench.config import ProfileConfig
+from convbench.run import modes, settings
+from convbench.run.config import ProfileConfig
 from convbench.errors import UserError
 from convbench.measure import device_time, layer_times, memory
-from convbench.runner import _counting_workers, run_profile
+from convbench.measure.device import PeakMemory
+from convbench.run.profile import ProfilePlan, run_profile
 
 CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
@@ -83,16 +84,19 @@ def test_in_process_rows_record_the_applied_settings_and_the_caller_keeps_its_ow
 
 
 def test_compare_and_train_children_apply_their_settings_too():
-    from convbench.compare import CompareConfig, _isolated_case_rows
-    from convbench.comparisons import get_cases
-    from convbench.train import TrainConfig, run_train
+    from convbench.run.compare import ComparePlan
+    from convbench.run.config import CompareConfig
+    from convbench.zoo.comparisons import get_cases
+    from convbench.run.config import TrainConfig
+    from convbench.run.train import run_train
     case = next(c for c in get_cases("reduction"))
-    rows = _isolated_case_rows(case, 1, CompareConfig(name="reduction", pairs=3, warmup=0, shape=(8, 8, 8),
-                                                       cudnn_benchmark=False, threads=1))
+    plan = ComparePlan(CompareConfig(name="reduction", pairs=3, warmup=0, shape=(8, 8, 8), cudnn_benchmark=False, threads=1))
+    rows = [r.values for r in plan.isolated_rows(case, lambda event: None)]
+    assert len(rows) == 3
     assert all(r["cudnn_benchmark"] is False and r["threads"] == 1 and r["pid"] != os.getpid() for r in rows)
     run = run_train(TrainConfig(arch="resnet18", steps=2, batch_size=2, input_size=32, isolate=True, cudnn_benchmark=False,
                                 tf32=True, threads=1))
-    row = run.summaries[0]
+    row = run.rows[0]
     assert row["status"] == "ok" and row["pid"] != os.getpid()
     assert (row["cudnn_benchmark"], row["matmul_precision"], row["threads"]) == (False, "high", 1)
 
@@ -177,16 +181,16 @@ def test_each_peak_follows_an_unmeasured_pass_so_autotuning_workspaces_stay_out(
         def forward(self, x):
             fake.log.append("train" if self.training else "infer")
             return self.conv(x).mean((2, 3))
-    peaks = memory.cuda_peaks(Logged(), torch.zeros(2, 3, 8, 8), None)
+    peaks = memory.peaks(Logged(), torch.zeros(2, 3, 8, 8), None, reader=PeakMemory("cuda"))
     assert fake.log == ["infer", "reset", "infer", "train", "reset", "train"]
     assert peaks == {"peak_mem_infer_bytes": 1000, "peak_mem_train_bytes": 1000}
     fake.log.clear()
-    assert memory.cuda_peaks(Logged(), torch.zeros(2, 3, 8, 8), None, train=False) == {"peak_mem_infer_bytes": 1000}
+    assert memory.peaks(Logged(), torch.zeros(2, 3, 8, 8), None, train=False, reader=PeakMemory("cuda")) == {"peak_mem_infer_bytes": 1000}
     assert fake.log == ["infer", "reset", "infer"]
 
 
 def test_a_compiled_row_measures_memory_on_the_eager_module_and_says_so(monkeypatch):
-    from convbench import runner
+    from convbench.run import profile as runner
     seen = []
     monkeypatch.setattr(memory, "cpu_peaks_in_child", lambda *a, **k: seen.append(a) or {"peak_mem_infer_bytes": 1})
     monkeypatch.setattr(modes, "compiled", lambda model, graphs=False: model)
@@ -212,7 +216,7 @@ def test_compile_mode_compiles_each_batch_size_afresh_with_static_shapes(monkeyp
 # 9. The smaller findings.
 
 def test_more_ranks_than_gpus_is_one_line_naming_both(monkeypatch):
-    from convbench.train import TrainConfig
+    from convbench.run.config import TrainConfig
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(UserError, match="--nproc-per-node 2 asks for one GPU per process, but torch sees 1 GPU here"):
@@ -220,7 +224,7 @@ def test_more_ranks_than_gpus_is_one_line_naming_both(monkeypatch):
 
 
 def test_train_input_size_is_checked():
-    from convbench.train import TrainConfig
+    from convbench.run.config import TrainConfig
     with pytest.raises(UserError, match="--input-size must be positive"):
         TrainConfig(input_size=0)
 
@@ -228,13 +232,13 @@ def test_train_input_size_is_checked():
 def test_static_sweeps_never_fork_after_cuda_is_initialised(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cuda = ProfileConfig(arch="all", device="cuda", metrics="static", isolate=False)
-    assert _counting_workers(cuda, 37) == 1
-    assert _counting_workers(ProfileConfig(arch="all", metrics="static"), 37) == min(len(os.sched_getaffinity(0)), 8)
+    assert ProfilePlan(cuda)._counting_workers(37) == 1
+    assert ProfilePlan(ProfileConfig(arch="all", metrics="static"))._counting_workers(37) == min(len(os.sched_getaffinity(0)), 8)
 
 
 def test_the_resnext_forms_check_runs_in_full_fp32_whatever_the_run_asked(monkeypatch):
-    from convbench.compare import _max_abs_diff
-    from convbench.comparisons import get_cases
+    from convbench.run.compare import _max_abs_diff
+    from convbench.zoo.comparisons import get_cases
     case = next(c for c in get_cases("grouped") if c.name.startswith("ResNeXt block forms"))
     variants = {v.name: v.build(64).eval() for v in case.variants}
     seen = []
@@ -257,7 +261,7 @@ def test_selfcheck_counts_agree_without_fvcore(monkeypatch):
 
 
 def test_a_ddp_rank_drives_the_gpu_of_its_local_rank(monkeypatch):
-    from convbench.engines import local_device
+    from convbench.run.engines import local_device
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     env = {"RANK": "9", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "8"}
     assert local_device("cuda", env) == "cuda:1"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import convbench.profile
+import convbench
 from cli_helpers import run
-from convbench.diff import bootstrap_ratio, diff
+from convbench.analysis.diff import bootstrap_ratio, diff
 
 
 @pytest.fixture()
@@ -104,7 +104,7 @@ def test_across_a_setting_on_purpose_with_on(sleepy, monkeypatch, capsys):
 
 
 def test_bad_folders_are_one_line(sleepy, monkeypatch, capsys, tmp_path):
-    from convbench.compare import compare
+    from convbench.run.compare import compare
     good = _run(sleepy / "a", monkeypatch)
     compare_run = tmp_path / "c"
     compare("reduction", shape=(8, 8, 8), pairs=3, warmup=0, out=compare_run)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from cli_helpers import run
-from convbench import outdirs
-from convbench.config import ProfileConfig
-from convbench.runner import run_profile
+from convbench.results import folders as outdirs
+from convbench.run.config import ProfileConfig
+from convbench.run.profile import run_profile
 
 
 @pytest.fixture()
@@ -214,8 +214,8 @@ def test_layers_add_up_to_the_model_with_functional_matmuls_attributed(capsys, t
 
 
 def test_every_zoo_model_s_layers_add_up(zoo_counts):
-    from convbench.runner import model_counts
-    from convbench.specs import resolve_models
+    from convbench.measure.counts import model_counts
+    from convbench.zoo.specs import resolve_models
     for spec in resolve_models("all"):
         counts = model_counts(spec, by_layer=True)
         assert sum(layer["self_macs"] for layer in counts["layers"]) == counts["macs"] == zoo_counts[spec.name]["macs"], spec.name

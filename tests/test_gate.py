@@ -13,7 +13,7 @@ import pytest
 from convbench.errors import UserError
 from convbench.gate import record, trees, verdict
 from convbench.gate.ab import SLOWDOWN_ENV, GateConfig, run_gate
-from convbench.gate.paired import lockstep
+from convbench.gate.lockstep import lockstep
 from cli_helpers import run
 
 
@@ -66,7 +66,7 @@ class FakeSide:
         return {name: 6 for name in self.seconds}
 
     def setup(self, name):
-        from convbench.gate.paired import WorkerError
+        from convbench.gate.lockstep import WorkerError
         if name in self.broken:
             raise WorkerError(f"KeyError: {name}")
 

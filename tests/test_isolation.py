@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from cli_helpers import run
-from convbench.config import ProfileConfig
+from convbench.run.config import ProfileConfig
 from convbench.measure import memory
+from convbench.measure.device import PeakMemory
 from convbench.measure.memory import count_saved_bytes
-from convbench.registry import create_model
-from convbench.runner import run_profile
-from convbench.specs import resolve_models
+from convbench.zoo.registry import create_model
+from convbench.run.profile import run_profile
+from convbench.zoo.specs import resolve_models
 
 
 def _live_tensors() -> int:
@@ -91,7 +92,7 @@ def test_cuda_peaks_keep_the_inference_peak_when_training_cannot_run(monkeypatch
     _FakeCuda(monkeypatch)
     # Batch norm over a 1x1 grid at batch 1: inference works, a training forward cannot.
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(4)).eval()
-    peaks = memory.cuda_peaks(model, torch.zeros(1, 3, 8, 8), None)
+    peaks = memory.peaks(model, torch.zeros(1, 3, 8, 8), None, reader=PeakMemory("cuda"))
     assert peaks["peak_mem_infer_bytes"] == 1000 and "peak_mem_train_bytes" not in peaks
     assert peaks["mem_note"].startswith("training pass failed: ValueError: Expected more than 1 value per channel")
     assert not model.training
@@ -166,23 +167,26 @@ def test_a_model_the_child_cannot_import_gives_one_line_per_row(hostile_models, 
 
 
 def test_compare_measures_a_whole_network_case_in_a_child_with_the_same_exact_counts():
-    from convbench.compare import CompareConfig, _case_rows, _isolated_case_rows
-    from convbench.comparisons import get_cases
+    from convbench.run.compare import ComparePlan
+    from convbench.run.config import CompareConfig
+    from convbench.zoo.comparisons import get_cases
     case = next(c for c in get_cases("factorization") if c.whole_network)
-    config = CompareConfig(name="factorization", pairs=3, warmup=0, isolate=True)
-    isolated = _isolated_case_rows(case, 1, config)
+    plan = ComparePlan(CompareConfig(name="factorization", pairs=3, warmup=0, isolate=True))
+    isolated = [r.values for r in plan.isolated_rows(case, lambda event: None)]
     assert [r["status"] for r in isolated] == ["ok", "ok"] and all(r["measured_ratio"] > 0 for r in isolated)
-    counted = {r["variant"]: (r["params"], r["macs"], r["saved_act_bytes"]) for r in _case_rows(case, 1, config)}
+    counted = {r.values["variant"]: (r.values["params"], r.values["macs"], r.values["saved_act_bytes"])
+               for r in plan.measure(case, None, lambda event: None)}
     assert {r["variant"]: (r["params"], r["macs"], r["saved_act_bytes"]) for r in isolated} == counted
     assert counted["googlenet 5x5"][:2] == (7005832, 1582671872)
 
 
 def test_train_streams_steps_from_an_isolated_run():
-    from convbench.train import TrainConfig, run_train
+    from convbench.run.config import TrainConfig
+    from convbench.run.train import run_train
     steps: list[dict] = []
     run = run_train(TrainConfig(arch="resnet18", steps=4, batch_size=4, input_size=32, isolate=True), on_step=steps.append)
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
-    summary = run.summaries[0]
+    summary = run.rows[0]
     assert summary["status"] == "ok" and summary["steps"] == 4 and summary["first_loss"] == steps[0]["loss"]
 
 

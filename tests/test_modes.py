@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from cli_helpers import run
-from convbench.compare import verdict
-from convbench.config import ProfileConfig
+from convbench.analysis.verdicts import verdict
+from convbench.run.config import ProfileConfig
 from convbench.errors import UserError
 from convbench.measure.device_time import busy_columns
-from convbench.modes import modes_from_flags, prepare
-from convbench.runner import run_profile
+from convbench.run.modes import modes_from_flags, prepare
+from convbench.run.profile import run_profile
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -94,7 +94,7 @@ def test_graphs_replay_matches_eager_and_carries_device_time():
 
 
 def test_compare_runs_a_compiled_mode_and_says_so_in_every_row():
-    from convbench.compare import compare
+    from convbench.run.compare import compare
     frame = compare("reduction", shape=(8, 9, 9), pairs=3, warmup=1, mode="compile")
     assert list(frame["mode"]) == ["compile"] * 3 and list(frame["compile"]) == [True] * 3
     assert (frame["measured_ratio"] > 0).all() and frame["device_ratio"].isna().all()

@@ -12,7 +12,7 @@ import convbench
 from cli_helpers import run
 from convbench.measure.complexity import build_on_meta, materialize
 from convbench.measure.memory import count_saved_bytes
-from convbench.results import PROFILE_COLUMNS
+from convbench.results.schema import PROFILE_COLUMNS
 
 
 

@@ -5,8 +5,9 @@ import pytest
 
 import convbench
 from cli_helpers import run
-from convbench.compare import compare
-from convbench.train import TrainConfig, run_train
+from convbench.run.compare import compare
+from convbench.run.config import TrainConfig
+from convbench.run.train import run_train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +79,7 @@ def test_two_runs_are_told_apart_and_one_batch_size_draws_no_throughput_curve(tm
     page = (tmp_path / "report.html").read_text()
     assert "colour: the run, marker: the batch size" in page and "one bar per run" in page
     assert out.strip().endswith(f"(4 figures, 1 table), PNGs and report.md in {tmp_path}") or "figures" in out
-    from convbench.report import make_report
+    from convbench.analysis.report import make_report
     report = make_report(tmp_path)
     assert [f.name for f in report.figures] == ["macs_vs_latency", "roofline", "zoo_overview"]
 
@@ -86,7 +87,7 @@ def test_two_runs_are_told_apart_and_one_batch_size_draws_no_throughput_curve(tm
 def test_report_out_and_an_unwritable_folder(results, tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "report", str(results), "--out", str(tmp_path / "elsewhere"))
     assert code == 0, err and (tmp_path / "elsewhere" / "report.html").exists()
-    import convbench.outdirs as outdirs
+    import convbench.results.folders as outdirs
 
     def read_only(path):
         raise convbench.errors.UserError(f"cannot write to output folder {path}: Read-only file system")

@@ -8,7 +8,7 @@ import torch
 
 from cli_helpers import run
 from convbench.measure import timing
-from convbench.selfcheck import CHECKS, Context, run_selfcheck
+from convbench.selfcheck.battery import CHECKS, Context, run_selfcheck
 from convbench.selfcheck import battery
 from convbench.selfcheck import machine as probes
 
@@ -62,7 +62,7 @@ def test_counts_agree_fails_a_count_off_by_one():
 
 
 def test_modes_fails_a_mode_whose_output_differs(monkeypatch):
-    import convbench.modes as modes
+    import convbench.run.modes as modes
     real = modes.prepare
 
     def off_by_one(model, x, mode, device, dtype=None, warmup=3):
@@ -74,7 +74,7 @@ def test_modes_fails_a_mode_whose_output_differs(monkeypatch):
 
 
 def test_isolation_fails_when_a_dead_child_is_not_an_error_row(monkeypatch):
-    import convbench.runner as runner
+    import convbench.run.profile as runner
 
     class Run:
         rows = [{"model": "x:killer", "batch_size": 2, "status": "ok", "error": None},
@@ -85,7 +85,7 @@ def test_isolation_fails_when_a_dead_child_is_not_an_error_row(monkeypatch):
 
 
 def test_training_fails_a_loss_that_does_not_go_down(monkeypatch):
-    import convbench.train as train
+    import convbench.run.train as train
 
     def rising(side, config, data, on_step, *args):
         for step in range(6):

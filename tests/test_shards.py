@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from cli_helpers import run
-from convbench import shard as shards
+from convbench.run import shard as shards
 from convbench.errors import UserError
-from convbench.merge import merge
+from convbench.analysis.merge import merge
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTS = ["model", "batch_size", "params", "macs", "acts", "saved_bytes", "saved_act_bytes", "status"]
@@ -64,7 +64,7 @@ def test_slurm_arrays_need_not_start_at_zero():
 
 def test_more_ranks_than_gpus_names_both(monkeypatch):
     import torch
-    from convbench.engines import local_device
+    from convbench.run.engines import local_device
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(UserError, match="torchrun started 8 processes on this node, but torch sees 2 GPUs"):
         local_device("cuda", {"LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "8"})
@@ -99,7 +99,7 @@ def test_torchrun_static_sweep_equals_the_one_process_sweep_row_for_row(tmp_path
     assert [s["shard"]["index"] for s in env["shards"]] == [1, 2] and env["sweep"]["merged_from"] == 2
     assert {json.loads((tmp_path / "zoo" / "shards" / f"{i}-of-2" / "end.json").read_text())["how"] for i in (1, 2)} == {"finished"}
     assert "resnet152" in done.stdout and "rows: 9 ok" in done.stdout
-    from convbench.report import make_report
+    from convbench.analysis.report import make_report
     tables = dict(make_report(tmp_path / "zoo").tables)
     assert len(tables["profile"]) == 9 and set(tables["profile"]["folder"]) == {"."}  # the shards are not counted twice
 
@@ -243,7 +243,7 @@ def test_selfcheck_under_torchrun_runs_per_rank(tmp_path):
 
 
 def test_diff_says_when_one_run_shared_its_host():
-    from convbench.diff import side_by_side_notes
+    from convbench.analysis.diff import side_by_side_notes
     both = pd.DataFrame({"shards_on_host_old": [1, 1], "shards_on_host_new": [2, 2], "threads_old": [2, 2],
                          "threads_new": [1, 1], "busy_old": [False, False], "busy_new": [False, False]})
     assert side_by_side_notes(both) == [

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from cli_helpers import run
-from convbench.data import synthetic
-from convbench.train import TrainConfig, run_train
+from convbench.run.data import synthetic
+from convbench.run.config import TrainConfig
+from convbench.run.train import run_train
 
 
 
@@ -39,7 +40,7 @@ def user_nets(tmp_path, monkeypatch):
 
 
 def test_synthetic_data_is_seeded_and_balanced():
-    a, b = synthetic(16, seed=3), synthetic(16, seed=3)
+    a, b = synthetic((3, 16, 16), seed=3), synthetic((3, 16, 16), seed=3)
     assert a.train_x.equal(b.train_x) and a.test_y.equal(b.test_y)
     assert a.train_x.shape == (2048, 3, 16, 16) and a.num_classes == 10
     assert set(a.train_y.tolist()) == set(range(10))

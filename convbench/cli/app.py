@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-import convbench
+from convbench._version import __version__
 
 app = typer.Typer(
     name="convbench",
@@ -33,7 +33,7 @@ def terminal_width() -> int:
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"convbench {convbench.__version__}", highlight=False)
+        console.print(f"convbench {__version__}", highlight=False)
         raise typer.Exit()
 
 

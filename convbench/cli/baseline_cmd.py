@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from convbench import baseline
+from convbench.analysis import baseline
 from convbench.cli.app import app, console
 from convbench.errors import UserError
 

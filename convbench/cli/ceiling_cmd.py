@@ -5,12 +5,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from convbench.ceiling import obtain
+from convbench.measure.ceiling import obtain
 from convbench.cli.app import app, console, err_console
 from convbench.cli.fit import Column, say, table
-from convbench.config import parse_list
-from convbench.outdirs import prove_writable
-from convbench.results import write_json
+from convbench.run.config import parse_list
+from convbench.results.folders import prove_writable
+from convbench.results.writers import write_json
 
 
 @app.command("ceiling")

@@ -8,10 +8,10 @@ import typer
 from rich.table import Table
 
 from convbench.cli.app import app, console
-from convbench.config import parse_list, parse_percent
-from convbench.diff import DiffResult, diff
+from convbench.run.config import parse_list, parse_percent
+from convbench.analysis.diff import DiffResult, diff
 from convbench.errors import UserError
-from convbench.results import to_markdown
+from convbench.results.writers import to_markdown
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,7 +7,7 @@ import typer
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from convbench.cli.app import LazyProgress, app, console
-from convbench.config import parse_list, parse_percent
+from convbench.run.config import parse_list, parse_percent
 from convbench.gate.ab import GateConfig, run_gate
 
 

@@ -10,7 +10,7 @@ from convbench.cli.sweep import exit_code
 from convbench.cli.sweep import show as show_rows
 from convbench.cli.tables import print_profile
 from convbench.errors import UserError
-from convbench.merge import ROWS_FILE, merge
+from convbench.analysis.merge import ROWS_FILE, merge
 
 
 def show(kind: str, frame, where: str) -> None:

@@ -7,12 +7,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.options import CudnnBenchmark, Tf32, Threads
+from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import print_profile
-from convbench.config import ProfileConfig, parse_int_list, parse_list
-from convbench.modes import modes_from_flags
-from convbench.runner import run_profile
+from convbench.run.config import ProfileConfig, parse_int_list, parse_list
+from convbench.run.modes import modes_from_flags
+from convbench.run.profile import run_profile
+
+
+Out, Shard = options.out("profile"), options.shard("models")
+Isolate = options.isolate("each model", "on for CUDA, off for the CPU")
+Timeout = options.timeout("a model")
 
 
 def BUSY_LABEL(r: dict[str, Any]) -> str:
@@ -21,33 +26,33 @@ def BUSY_LABEL(r: dict[str, Any]) -> str:
 
 @app.command("profile")
 def profile_command(
-    arch: Annotated[str, typer.Option("--arch", "-a", help="all, a name, a pattern ('resnet*'), a comma list, or module:function.")] = "all",
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    batch_size: Annotated[str, typer.Option("--batch-size", "-b", help="Comma list of batch sizes.")] = "1",
-    dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA) / bf16.")] = "fp32",
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    arch: options.Arch = "all",
+    device: options.Device = "cpu",
+    batch_size: options.BatchSizes = "1",
+    dtype: options.Dtype = "fp32",
+    channels_last: options.ChannelsLast = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model before warm-up (with --cuda-graphs: compile+graphs).")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the forward in a CUDA graph and time its replays (CUDA only).")] = False,
     mode: Annotated[Optional[str], typer.Option("--mode", help="Comma list of eager, compile, graphs, compile+graphs: one row per mode, side by side.")] = None,
-    cudnn_benchmark: CudnnBenchmark = True,
-    tf32: Tf32 = None,
-    threads: Threads = None,
+    cudnn_benchmark: options.CudnnBenchmark = True,
+    tf32: options.Tf32 = None,
+    threads: options.Threads = None,
     with_ceiling: Annotated[bool, typer.Option("--ceiling/--no-ceiling", help="Measure this machine's ceiling (once, cached) for % peak.")] = True,
     metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes) or all (adds latency and memory).")] = "all",
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
     min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed work per row when --iters is not given.")] = 1.0,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Override every model's input size.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/profile/<time>, and runs/profile/latest).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any row not ok (partial and oom included).")] = False,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: measure shard I of N (default: from torchrun or a Slurm array).")] = None,
-    format: Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")] = "csv",
+    input_size: options.InputSize = None,
+    out: Out = None,
+    overwrite: options.Overwrite = False,
+    strict: options.Strict = False,
+    shard: Shard = None,
+    format: options.Formats = "csv",
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
-    counter: Annotated[str, typer.Option(help="MACs and activations from: dispatch (meta device, fast) or fvcore (JIT trace).")] = "dispatch",
-    isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Measure each model in its own child process (default: on for CUDA, off for the CPU).")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a row may take under --isolate before its child is killed.")] = 900.0,
-    report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
+    counter: options.Counter = "dispatch",
+    isolate: Isolate = None,
+    timeout: Timeout = 900.0,
+    report: options.Report = False,
 ) -> None:
     """Measure params, MACs, activations, memory and latency; one row per model, batch size and mode."""
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
@@ -65,8 +70,7 @@ def profile_command(
             def on_row(row: dict[str, Any]) -> None:
                 progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
 
-            run = run_profile(config, on_row=on_row,
-                              on_start=lambda n: progress.update(total=n * len(config.run_modes), description="profiling"))
+            run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(total=n, description="profiling"))
         return screen.finished(run.frame, config.out, run.interrupted)
 
     screen = Screen("profile", lambda f, w: print_profile(console, f, metrics, w), BUSY_LABEL, strict, report)

@@ -7,7 +7,7 @@ import typer
 
 from convbench.cli.app import app, console
 from convbench.cli.fit import plural
-from convbench.report import make_report
+from convbench.analysis.report import make_report
 
 
 def print_report(folder: Path, against: Path | None = None, out: Path | None = None) -> None:

@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from convbench import engines
+from convbench.run import engines
 from convbench.cli.app import app, console
-from convbench.config import parse_list
-from convbench.outdirs import prove_writable
+from convbench.run.config import parse_list
+from convbench.results.folders import prove_writable
 from convbench.errors import UserError
-from convbench.results import to_markdown, write_json
-from convbench.selfcheck import Check, run_selfcheck
+from convbench.results.writers import to_markdown, write_json
+from convbench.selfcheck.battery import Check, run_selfcheck
 from convbench.selfcheck.battery import validate
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}

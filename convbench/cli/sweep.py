@@ -1,10 +1,10 @@
 """What every measuring command does around its run: the folder it writes to, shards (--shard, torchrun, Slurm
-job arrays: convbench.engines), the closing line, and an exit code a script can trust.
+job arrays: convbench.run.engines), the closing line, and an exit code a script can trust.
 
 Exit codes: 0 when every row was measured (`ok`; `partial`, where a measure cannot exist for that row, say a
 training forward at batch 1; `oom`, a batch that does not fit, which is a result); 1 when a row failed (`error`,
 or a training run that `diverged`), the finished rows written all the same; with --strict, 1 for any row that
-is not `ok`. 2 is bad input, 130 an interrupted run (its finished rows kept)."""
+is not `ok`. 2 is bad input; 130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) an interrupted run, its finished rows kept."""
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from convbench import engines, outdirs
-from convbench import shard as shards
+from convbench.results import folders as outdirs
+from convbench.run import engines, rows
+from convbench.run import shard as shards
 from convbench.cli.app import console
 from convbench.cli.fit import plural
 from convbench.errors import UserError, UserInterrupt
@@ -21,30 +22,35 @@ from convbench.errors import UserError, UserInterrupt
 if TYPE_CHECKING:
     import pandas as pd
 
-FAILED = ("error", "diverged")
-
-
 @contextlib.contextmanager
 def output_folder(out: Path | None, command: str) -> Iterator[Path]:
-    """`out`, or without one a new runs/<command>/<timestamp> that `latest` points at once the run is over."""
-    folder = out if out is not None else outdirs.planned(command)
+    """`out`, or without one a new runs/<command>/<timestamp>, this run's alone, that `latest` points at once the
+    run is over; bad input leaves no empty folder behind."""
+    if out is not None:
+        yield out
+        return
+    folder = outdirs.new_run_folder(command)
     try:
         yield folder
     finally:
-        if out is None and folder.exists():
+        if not any(p.name != outdirs.LOCK for p in folder.iterdir()):
+            for leftover in folder.iterdir():
+                leftover.unlink()
+            folder.rmdir()
+        else:
             outdirs.point_latest(folder)
 
 
 def exit_code(frame: pd.DataFrame, strict: bool = False) -> int:
     statuses = set(frame["status"].dropna()) if len(frame) else set()
-    if statuses & set(FAILED) or (strict and statuses - {"ok"}):
+    if statuses & set(rows.FAILED) or (strict and statuses - {rows.OK}):
         return 1
     return 0
 
 
-def interrupted(rows: int, path: str) -> UserInterrupt:
-    verb = "is" if rows == 1 else "are"
-    return UserInterrupt(f"interrupted: the {plural(rows, 'finished row')} {verb} in {path}")
+def interrupted(count: int, path: str, signal_number: int = 2) -> UserInterrupt:
+    verb = "is" if count == 1 else "are"
+    return UserInterrupt(f"interrupted: the {plural(count, 'finished row')} {verb} in {path}", signal_number)
 
 
 def show(frame: pd.DataFrame, where: str, print_table: Callable[[pd.DataFrame, str], None],
@@ -72,18 +78,21 @@ class Screen:
     strict: bool = False
     report: bool = False
 
-    def finished(self, frame: pd.DataFrame, folder: Path, stopped: bool, interrupt: UserInterrupt | None = None) -> int:
+    def finished(self, frame: pd.DataFrame, folder: Path, stopped: int = 0, interrupt: UserInterrupt | None = None) -> int:
+        """`stopped`: the number of the signal that ended the run early (2 for Ctrl-C), 0 when it ran to its end."""
         where = f"{folder}/{self.stem}.csv"
-        show(frame, where, self.print_table, self.busy_label, stopped)
+        show(frame, where, self.print_table, self.busy_label, bool(stopped))
         if stopped:
-            raise interrupt or interrupted(len(frame), where)
+            if interrupt is not None:
+                interrupt.exit_code = 128 + stopped
+            raise interrupt or interrupted(len(frame), where, stopped)
         if self.report:
             from convbench.cli.report_cmd import print_report
             print_report(folder)
         return exit_code(frame, self.strict)
 
     def merged(self, merged: Any) -> int:
-        return self.finished(merged.frame, merged.out, False)
+        return self.finished(merged.frame, merged.out)
 
 
 def run_sweep(command: str, shard_option: str | None, out: Path | None, overwrite: bool, device: str,
@@ -98,7 +107,7 @@ def run_sweep(command: str, shard_option: str | None, out: Path | None, overwrit
             return measure(make_config(folder, device, None))
     key = (shard.index, shard.count, shard.source)
     if shard.source == "torchrun" and not engines.worker_process():
-        from convbench.merge import merge
+        from convbench.analysis.merge import merge
         device = engines.local_device(device)
         root = out or engines.default_out(command)
         make_config(shards.shard_folder(root, shard), device, key)  # every rank checks the options before measuring

@@ -135,7 +135,7 @@ def compare_case(group: pd.DataFrame, notes: list[str], width: int) -> tuple[lis
         if isinstance(r.get("max_abs_diff"), float) and not math.isnan(r["max_abs_diff"]):
             text += f"; same output as the baseline within {r['max_abs_diff']:.1e}"
         verdicts += wrap(f"{r['variant']}: {text}", width)
-        from convbench.compare import CPU_MEMORY_NOTE  # said once, under all the cases
+        from convbench.run.compare import CPU_MEMORY_NOTE  # said once, under all the cases
         for note in str(r.get("note") or "").split("; "):
             if note and note != CPU_MEMORY_NOTE and note != "nan":
                 verdicts += wrap(f"{r['variant']}: note: {note}", width)

@@ -9,42 +9,48 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.fit import Column, left_out_line, mib, num, say, table
 from convbench.units import percent
-from convbench.cli.options import CudnnBenchmark, Tf32, Threads
+from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import print_notes, status_cell
 from convbench.errors import UserError, UserInterrupt
-from convbench.train import TrainConfig, run_train
+from convbench.run.config import TrainConfig
+from convbench.run.train import run_train
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
+Out, Shard = options.out("train"), options.shard("networks")
+Isolate = options.isolate("each network", "on for CUDA")
+Timeout = options.timeout("a training run")
+
+
 @app.command("train")
 def train_command(
-    arch: Annotated[str, typer.Option("--arch", "-a", help="Zoo name, pattern, comma list, or package.module:function.")] = "resnet18",
+    arch: options.Arch = "resnet18",
     steps: Annotated[int, typer.Option(help="Optimizer steps per run.")] = 50,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per step (per process).")] = 32,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: options.Device = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA, with a grad scaler) / bf16.")] = "fp32",
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    channels_last: options.ChannelsLast = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    cudnn_benchmark: CudnnBenchmark = True,
-    tf32: Tf32 = None,
-    threads: Threads = None,
+    cudnn_benchmark: options.CudnnBenchmark = True,
+    tf32: options.Tf32 = None,
+    threads: options.Threads = None,
     lr: Annotated[float, typer.Option(help="SGD learning rate (momentum 0.9).")] = 0.02,
     data: Annotated[str, typer.Option(help="synthetic, cifar10:PATH or folder:PATH.")] = "synthetic",
     seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Image size (default: the model's own).")] = None,
+    input_size: options.InputSize = None,
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between loss lines and the window of final loss/accuracy.")] = 10,
     compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: a new runs/train/<time>, and runs/train/latest).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any run not ok (oom included).")] = False,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: train shard I of N of the networks (default: from torchrun or a Slurm array).")] = None,
-    isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Train each network in its own child process (default: on for CUDA with several networks).")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds an isolated run may go without a step before it is killed.")] = 1800.0,
-    report: Annotated[bool, typer.Option("--report", help="Also write the HTML report (needs matplotlib).")] = False,
+    out: Out = None,
+    overwrite: options.Overwrite = False,
+    strict: options.Strict = False,
+    shard: Shard = None,
+    isolate: Isolate = None,
+    timeout: Timeout = 1800.0,
+    report: options.Report = False,
 ) -> None:
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
     def make_config(folder: Path, dev: str, part: tuple | None) -> TrainConfig:

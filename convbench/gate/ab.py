@@ -1,7 +1,7 @@
 """`convbench gate`: the candidate against a base, on this machine, in this run.
 
 Both sides run the candidate's benchmark cases (suites/cases.py) against their own library code, each in its
-own worker process, in lockstep (convbench.gate.paired). `prove` then slows the benchmarks matching a pattern
+own worker process, in lockstep (convbench.gate.lockstep). `prove` then slows the benchmarks matching a pattern
 2x in the candidate and checks that the gate fails exactly those: every CI run shows the gate still bites."""
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 
-from convbench.config import validate_device
-from convbench.outdirs import prove_writable
+from convbench.run.config import validate_device
+from convbench.results.folders import prove_writable
 from convbench.errors import UserError
 from convbench.gate import record as records
 from convbench.gate import trees, verdict
-from convbench.gate.paired import Pairs, Side, Worker, WorkerError, lockstep, shared_cpu
-from convbench.results import to_markdown
+from convbench.gate.lockstep import Pairs, Side, Worker, WorkerError, lockstep, shared_cpu
+from convbench.results.writers import to_markdown
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from convbench.settings import cpu_name
+from convbench.results.environment import cpu_name
 
 
 @dataclass(frozen=True)

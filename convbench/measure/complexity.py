@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from convbench.registry import get_model_info
+from convbench.zoo.registry import get_model_info
 
 
 def count_params(model: nn.Module) -> int:
@@ -118,7 +118,7 @@ def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: b
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from convbench.measure.meta import fast_batch_norm
-    from convbench.outputs import logits_of
+    from convbench.zoo.outputs import logits_of
 
     stack: list[str] = []
     per_module: dict[str, list[int]] = {}
@@ -273,7 +273,7 @@ def training_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from convbench.measure.meta import fast_batch_norm
-    from convbench.outputs import auxiliary, logits_of
+    from convbench.zoo.outputs import auxiliary, logits_of
 
     total = [0]
 

@@ -59,6 +59,19 @@ def others_share(start: Snapshot | None, end: Snapshot | None) -> float | None:
     return max(0.0, min(1.0, others / capacity))
 
 
+def window_columns(start: Snapshot | None) -> dict[str, object]:
+    """load_columns from `start` to now, over a window long enough to give a figure: a stretch of timing shorter
+    than MIN_CAPACITY_JIFFIES (a small block's pairs) is extended by waiting, since a competing process that
+    slowed the pairs is still running a moment later, and a figure of some precision beats none."""
+    if start is None:
+        return {}
+    needed = MIN_CAPACITY_JIFFIES / (_jiffies_per_second() * start.cpus)
+    short = needed - (time.monotonic() - start.wall)
+    if short > 0:
+        time.sleep(short + 0.02)
+    return load_columns(start, snapshot())
+
+
 def load_columns(start: Snapshot | None, end: Snapshot | None) -> dict[str, object]:
     share = others_share(start, end)
     if share is None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
+from convbench.measure.device import synchronize
 from convbench.measure.quiet import profiler_chatter_dropped
 
 PREFIX = "module::"
@@ -39,8 +40,7 @@ def module_times(model: nn.Module, forward: Callable[[], Any], device: torch.dev
         with profiler_chatter_dropped(), torch.profiler.profile(activities=activities) as prof:
             for _ in range(iters):
                 forward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
     finally:
         for h in handles:
             h.remove()

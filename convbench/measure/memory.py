@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from typing import Any
@@ -21,12 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from convbench.config import DTYPES, autocast
+from convbench.measure.device import DTYPES, PeakMemory, autocast
+from convbench import children
 from convbench.errors import error_text
 from convbench.measure.complexity import materialize
 from convbench.measure.meta import fast_batch_norm
-from convbench.outputs import logits_of
-from convbench.specs import ModelSpec
+from convbench.zoo.outputs import logits_of
+from convbench.zoo.specs import ModelSpec
 
 
 def _is_parameter_copy(t: torch.Tensor, param_ids: set[int]) -> bool:
@@ -75,7 +75,7 @@ def count_saved_bytes(model: nn.Module, x: torch.Tensor, autocast_dtype: torch.d
 def saved_bytes(spec: ModelSpec, batch_size: int, dtype: str = "fp32", device: str = "cpu") -> dict[str, int]:
     """Counted where the row runs: CUDA rows on the GPU (its autocast policy and kernels decide what is
     saved), CPU rows on the meta device at fp32 (shapes only, identical to CPU) or under CPU autocast."""
-    shape = (batch_size, 3, spec.input_size, spec.input_size)
+    shape = spec.batch_shape(batch_size)
     low_precision = None if dtype == "fp32" else DTYPES[dtype]
     if device.startswith("cuda"):
         model = materialize(spec.build("meta"), device)
@@ -91,41 +91,34 @@ def train_step(model: nn.Module, x: torch.Tensor) -> None:
     logits_of(model(x)).float().sum().backward()
 
 
-def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, train: bool = True) -> dict[str, Any]:
-    """Allocator peaks of an inference forward and (with `train`) of a training step; `dtype` other than fp32
-    autocasts. Each pass runs once unmeasured first: cuDNN's autotuning trials (cudnn.benchmark) allocate their
-    workspaces through PyTorch's allocator at the first call of every new shape, the backward's included, and
-    would otherwise be taken for the model's own memory. A training pass that cannot run (batch norm over one
+def peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, train: bool = True,
+          reader: PeakMemory | None = None) -> dict[str, Any]:
+    """Peaks of an inference forward and (with `train`) of a training step on x's device, measured in this process
+    (a CPU peak needs a process of its own: `cpu_peaks_in_child`); `dtype` other than fp32 autocasts. On CUDA each
+    pass runs once unmeasured first: cuDNN's autotuning trials (cudnn.benchmark) allocate their workspaces through
+    PyTorch's allocator at the first call of every new shape, the backward's included, and would otherwise be taken
+    for the model's own memory. On the CPU only the forward does (first-call thread pools and scratch); a training
+    pass there is measured from a fresh high-water mark. A training pass that cannot run (batch norm over one
     value per channel) keeps the inference peak and says why in `mem_note`; the model is back in eval mode
     whatever failed."""
-    device = x.device
-
-    def peak(fn) -> int:
-        fn()  # unmeasured: autotuning and lazy initialisation
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
+    memory = reader or PeakMemory(x.device)
 
     def infer() -> None:
         model.eval()
-        with torch.inference_mode(), autocast("cuda", dtype):
+        with torch.inference_mode(), autocast(x.device.type, dtype):
             model(x)
 
     def train_pass() -> None:
         model.train()
-        with autocast("cuda", dtype):
+        with autocast(x.device.type, dtype):
             train_step(model, x)
         model.zero_grad(set_to_none=True)
 
     try:
-        result: dict[str, Any] = {"peak_mem_infer_bytes": peak(infer)}
+        result: dict[str, Any] = {"peak_mem_infer_bytes": memory.of(infer)}
         if train:
             try:
-                result["peak_mem_train_bytes"] = peak(train_pass)
+                result["peak_mem_train_bytes"] = memory.of(train_pass, warm=memory.cuda)
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as exc:
@@ -137,15 +130,14 @@ def cuda_peaks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, tra
 
 
 def cpu_peaks_in_child(spec: ModelSpec, batch_size: int, dtype: str, channels_last: bool, timeout: float = 900) -> dict[str, Any]:
-    """Peak RSS growth of an inference pass and of a training step, each from a fresh high-water mark."""
+    """Peak RSS growth of an inference pass and of a training step, each from a fresh high-water mark, in a process
+    of its own (a process's peak RSS only rises)."""
     if not sys.platform.startswith("linux"):
         return {"mem_note": "CPU peak memory needs Linux (/proc/self/clear_refs)"}
-    request = {"model": spec.name, "input_size": spec.input_size, "batch_size": batch_size, "dtype": dtype,
+    request = {"model": spec.name, "input_shape": list(spec.input_shape), "batch_size": batch_size, "dtype": dtype,
                "channels_last": channels_last}
-    # The child must import what the parent can: user models may live on a path added at run time.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-m", "convbench.measure.cpu_peak", json.dumps(request)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    proc = children.run([sys.executable, "-m", "convbench.measure.cpu_peak", json.dumps(request)], timeout=timeout,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=children.env())
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"mem_note": f"CPU peak child failed: {tail}"}

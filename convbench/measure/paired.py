@@ -6,23 +6,11 @@ interval from the order statistics of the binomial (the sign-test interval for a
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Callable
 
 import torch
 
-
-def time_once(fn: Callable[[], Any], device: torch.device) -> float:
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
+from convbench.measure.device import synchronize, time_once
 
 
 def paired_times(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch.device, warmup: int,
@@ -30,8 +18,7 @@ def paired_times(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch
     for _ in range(warmup):
         fn_a()
         fn_b()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     out = []
     for i in range(pairs):
         if i % 2 == 0:

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import torch
 
+from convbench.measure.device import synchronize
+
 NOISY_IQR_OVER_MEDIAN = 0.10
 MIN_SAMPLES = 5
 MAX_SAMPLES = 10_000
@@ -48,8 +50,7 @@ def time_iterations(fn: Callable[[], Any], device: torch.device, warmup: int, it
     cuda = device.type == "cuda"
     for _ in range(warmup):
         fn()
-    if cuda:
-        torch.cuda.synchronize(device)
+    synchronize(device)
     target = iters if iters is not None else MAX_SAMPLES
     samples: list[float] = []
     if cuda:

@@ -2,6 +2,3 @@
 convbench's own protocols (timing, memory, counting, modes, isolation, training), each with the figure it
 measured and the tolerance it held it to. A check that raises becomes a `fail` with the error, and the battery
 goes on; on a GPU one call exercises every CUDA path convbench has."""
-from convbench.selfcheck.battery import CHECKS, Check, Context, run_selfcheck
-
-__all__ = ["CHECKS", "Check", "Context", "run_selfcheck"]

@@ -1,0 +1,1 @@
+"""What convbench makes of finished runs: verdicts, diff, merge, baseline and the report."""

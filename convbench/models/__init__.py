@@ -1,2 +1,0 @@
-"""One module per family; importing them fills the registry."""
-from convbench.models import alexnet, bn_inception, googlenet, inception_v3, resnet, vgg  # noqa: F401

@@ -1,0 +1,217 @@
+"""Where a run writes, so that no run ever erases another, and none is ever half-written.
+
+- No --out: a new folder per run, `runs/<command>/<YYYYmmdd-HHMMSS>`, created exclusively (a twin started in the
+  same second gets `-2`), and `runs/<command>/latest`, a link replaced atomically, pointing at the newest.
+- --out DIR that already holds a run of any command: refused in one line that names --overwrite; with it, that
+  run's own files are replaced (anything else in DIR is left alone).
+- A run holds a lock on its folder (`.convbench.lock`) while it writes: a second run on the same folder is refused
+  while the first is alive, --overwrite or not.
+- Whole files (env.json, the markdown and JSON tables, baselines, caches, reports) are written to a temporary file
+  beside their place and renamed into it: a reader, or a full disk, never sees half of one."""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from convbench.errors import DiskFull, UserError
+from convbench.results.schema import ENV_FILE, ROWS_FILE, SAMPLES_CSV, SAMPLES_PARQUET
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUNS = Path("runs")
+LOCK = ".convbench.lock"
+# The files a run of each command writes; their presence is what "DIR holds a run" means.
+RUN_FILES = {
+    "profile": ("profile.csv", "profile.json", "profile.md", "profile.parquet", "layers.csv", SAMPLES_CSV,
+                SAMPLES_PARQUET, ENV_FILE),
+    "compare": ("compare.csv", "compare.json", "compare.md", "compare.parquet", SAMPLES_CSV, SAMPLES_PARQUET, ENV_FILE),
+    "train": ("train.csv", "train_steps.csv", ENV_FILE),
+}
+MARKERS = tuple(ROWS_FILE.values())
+FULL = (errno.ENOSPC, errno.EDQUOT)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _said(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def new_run_folder(command: str, root: Path = RUNS, now: _dt.datetime | None = None) -> Path:
+    """runs/<command>/<timestamp>, created now and only by this call: a folder that exists already, made by a run
+    started in the same second, is another's, and this run takes <timestamp>-2, -3..."""
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    parent = root / command
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            folder = parent / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UserError(f"cannot create a run folder under {parent}: {_said(exc)}") from None
+    raise UserError(f"{parent} holds 10,000 runs of {stamp}; clear some out")
+
+
+def point_latest(folder: Path) -> None:
+    """`latest` beside `folder` points at it: a new link renamed over the old one, so that a reader finds the old
+    run or the new, never nothing; where the file system has no links, a text file naming it, written the same way."""
+    latest = folder.parent / "latest"
+    temporary = folder.parent / f".latest-{os.getpid()}"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(folder.name, target_is_directory=True)
+        os.replace(temporary, latest)
+    except OSError:
+        try:
+            write_atomically(latest, folder.name + "\n")
+        except OSError:
+            pass  # the run itself is written; only the pointer to it is missing
+
+
+def held_run(folder: Path) -> str | None:
+    """The result file that shows `folder` already holds a run, or None."""
+    for name in MARKERS:
+        try:
+            if (folder / name).exists():
+                return name
+        except OSError:  # a name the file system cannot hold: no run there
+            return None
+    return None
+
+
+class Claim:
+    """A run's hold on its folder: the lock is this process's until `release()` (or the process's end: the kernel
+    drops an flock with its holder, so a killed run never locks its folder for good)."""
+
+    def __init__(self, folder: Path, handle: int) -> None:
+        self.folder, self._handle = folder, handle
+
+    def release(self) -> None:
+        if self._handle >= 0:
+            os.close(self._handle)
+            self._handle = -1
+
+    def __enter__(self) -> Path:
+        return self.folder
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def claim(out: Path, overwrite: bool = False) -> Claim:
+    """The folder a run writes to, created, proven writable and locked for this run; one that holds a run already
+    is refused unless `overwrite`, and then only that run's own files are removed. One that another live run is
+    writing to is refused either way."""
+    prove_writable(out)
+    try:
+        handle = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder {out}: {_said(exc)}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        raise UserError(f"another convbench run is writing to {out}; wait for it to end, or choose another --out") from None
+    held = held_run(out)
+    if held and not overwrite:
+        os.close(handle)
+        raise UserError(f"{out} already holds a run ({held}); pass --overwrite to replace it, or choose another --out "
+                        f"(without --out every run gets a new folder under {RUNS}/<command>/)")
+    if held:
+        for name in {n for files in RUN_FILES.values() for n in files}:
+            (out / name).unlink(missing_ok=True)
+    return Claim(out, handle)
+
+
+def prove_writable(out: Path) -> Path:
+    """Create the folder and prove it writable now, not after an hour of measuring."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".convbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder {out}: {_said(exc)}") from None
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write the whole file to; renamed onto `path` when the block ends well,
+    removed when it does not (a full disk leaves the old file as it was)."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would make a results file private to its writer
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except OSError as exc:
+        if exc.errno in FULL:
+            raise DiskFull(f"the disk holding {path.parent} is full: {path.name} was not written"
+                           + (" (the old one is as it was)" if path.exists() else "")) from None
+        raise
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+# The columns without which convbench cannot read a rows file as its kind.
+REQUIRED = {"profile": ("model", "batch_size", "status"), "compare": ("case", "variant", "batch_size", "status"),
+            "train": ("run", "status"), "train_steps": ("run", "step", "loss"), "samples": ("row_id", "latency_ms")}
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
+    """A CSV (or parquet) file convbench wrote, or one line saying why it cannot be: unreadable, not text, cut off
+    mid-way, or without the columns its `kind` needs."""
+    import pandas as pd
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot read {path}: {_short(exc)}") from None
+    except Exception as exc:  # pyarrow's own errors for a file that is not parquet
+        raise UserError(f"cannot read {path}: {type(exc).__name__}: {_short(exc)}") from None
+    lacking = [c for c in REQUIRED.get(kind or "", ()) if c not in frame.columns]
+    if lacking:
+        raise UserError(f"{path} is not a convbench {kind} file: it has no {', '.join(lacking)} column"
+                        f"{'s' if len(lacking) > 1 else ''}")
+    return frame
+
+
+def read_samples(folder: Path) -> pd.DataFrame | None:
+    """The raw per-iteration timings of a run, or None where it has none."""
+    for name in (SAMPLES_PARQUET, SAMPLES_CSV):
+        if (folder / name).exists():
+            return read_table(folder / name, "samples")
+    return None
+
+
+def read_env(folder: Path) -> dict[str, Any]:
+    """A run's env.json, or {} where it is missing or unreadable (a run's rows stand without it)."""
+    try:
+        env = json.loads((folder / ENV_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return env if isinstance(env, dict) else {}

@@ -1,0 +1,210 @@
+"""The training loop behind `convbench train`: one network, a few steps, what a step costs and whether it learns.
+
+Per run: step-time percentiles and images/s (the first `warmup_steps` steps and all data movement excluded),
+peak training memory, loss and accuracy per step, held-out accuracy at the end, wall time. Auxiliary heads, where
+a model has them on, add 0.3 x their loss, as in the GoogLeNet and Inception papers."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convbench.errors import UserError
+from convbench.measure import ceiling, host_load
+from convbench.measure.complexity import training_macs
+from convbench.measure.device import DTYPES, PeakMemory, autocast, synchronize
+from convbench.measure.meta import build_on_meta
+from convbench.measure.host_load import BUSY_SHARE
+from convbench.measure.roofline import above_peak, model_flops_utilisation
+from convbench.measure.timing import summarize
+from convbench.results.environment import now
+from convbench.run import rows
+from convbench.run.config import TrainConfig
+from convbench.run.data import Dataset, load_data
+from convbench.run.modes import compiled
+from convbench.zoo.comparisons import TRAIN_PAIRS
+from convbench.zoo.outputs import ForwardOutputError, auxiliary, logits_of
+from convbench.zoo.registry import get_model_info, list_models
+from convbench.zoo.specs import input_shape, resolve_models
+
+
+@dataclass(frozen=True)
+class Side:
+    """One network to train: a label for the report and a builder taking the number of classes."""
+    run: str
+    model: str
+    family: str
+    input_shape: tuple[int, int, int]
+    build: Callable[[int], nn.Module]
+
+    @property
+    def input_size(self) -> int:
+        return self.input_shape[1]
+
+
+def sides_for(config: TrainConfig) -> list[Side]:
+    if config.compare:
+        out = []
+        for label, name, overrides in TRAIN_PAIRS[config.compare]:
+            info = get_model_info(name)
+            out.append(Side(label, name, info.family, input_shape(config.input_size, info.input_size),
+                            lambda n, info=info, overrides=overrides: info.build(num_classes=n, **overrides)))
+        return out
+    out = []
+    zoo = set(list_models())
+    for spec in resolve_models(config.arch, config.input_size):
+        if spec.name in zoo:
+            info = get_model_info(spec.name)
+            out.append(Side(spec.name, spec.name, spec.family, spec.input_shape, lambda n, info=info: info.build(num_classes=n)))
+        else:  # a user's module:function decides its own classes
+            out.append(Side(spec.name, spec.name, spec.family, spec.input_shape, lambda n, spec=spec: spec.build("cpu")))
+    return out
+
+
+def _loss(out: Any, y: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = logits_of(out)
+    if logits.dim() != 2:
+        raise ForwardOutputError(f"the forward's logits have shape {tuple(logits.shape)}; training needs (batch, classes)")
+    if logits.shape[1] < classes:
+        raise ForwardOutputError(f"the forward gives {logits.shape[1]} logits per image, but the data has {classes} classes")
+    loss = F.cross_entropy(logits.float(), y) + 0.3 * sum(F.cross_entropy(a.float(), y) for a in auxiliary(out))
+    return loss, logits
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, channels_last: bool, autocast_ctx) -> float:
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(data.test_y), 256):
+            x = data.test_x[i:i + 256].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_ctx():
+                out = model(x)
+            logits = logits_of(out)
+            correct += int((logits.argmax(1).cpu() == data.test_y[i:i + 256]).sum())
+    model.train()
+    return correct / len(data.test_y)
+
+
+def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable[[dict[str, Any]], None],
+               rank: int = 0, world: int = 1, device: torch.device | None = None) -> dict[str, Any]:
+    """Train one network for config.steps steps; per-step rows go to on_step; returns the summary's measured
+    columns (its context is added when the row is finished)."""
+    device = device or torch.device(config.device)
+    dtype = DTYPES[config.dtype]
+    torch.manual_seed(config.seed)
+    model = side.build(data.num_classes).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = compiled(net) if config.compile else net
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-5)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def autocast_ctx():
+        return autocast(device.type, dtype)
+
+    heldout_start = _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan")
+    memory = PeakMemory(device)
+    # Reset again after the warm-up steps, so that cuDNN's autotuning workspaces and compilation stay out of the peak.
+    memory.reset()
+    start, load = time.perf_counter(), host_load.snapshot()
+    times, losses, accs = [], [], []
+    for step, (x, y) in enumerate(data.batches(config.batch_size, config.steps, config.seed, rank, world), start=1):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        synchronize(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with autocast_ctx():
+            loss, logits = _loss(step_model(x), y, data.num_classes)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        synchronize(device)
+        dt = (time.perf_counter() - t0) * 1e3
+        value = float(loss.detach())
+        acc = float((logits.detach().argmax(1) == y).float().mean())
+        on_step({"run": side.run, "model": side.model, "nproc": world, "step": step, "loss": value, "batch_acc": acc,
+                 "step_ms": dt, "timestamp": now()})
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"{side.run}: loss became {value} at step {step}")
+        if step > config.warmup_steps:
+            times.append(dt)
+        elif step == config.warmup_steps and step < config.steps:
+            memory.reset()
+        losses.append(value)
+        accs.append(acc)
+    wall = time.perf_counter() - start
+    busy = _most_busy(host_load.load_columns(load, host_load.snapshot()), world)
+    peak = memory.peak()
+    stats = summarize(times or [float("nan")])
+    k = min(config.log_every, len(losses))
+    images_per_s = config.batch_size / stats["latency_ms_p50"] * 1e3
+    flops = training_flops(side, data.num_classes)
+    ceiling_now = ceiling.cached(config.device)
+    mfu = model_flops_utilisation(flops, images_per_s, config.dtype, ceiling_now)
+    return {
+        "run": side.run, "model": side.model, "family": side.family, "data": data.name, "input_size": side.input_size,
+        "batch_size": config.batch_size, "steps": config.steps, "nproc": world, "lr": config.lr, "seed": config.seed,
+        "step_ms_p50": stats["latency_ms_p50"], "step_ms_p90": stats["latency_ms_p90"], "images_per_s": images_per_s,
+        "train_flops_per_image": flops, **mfu, "note": above_peak(mfu.get("mfu"), "MFU", ceiling_now), **busy,
+        "aggregate_images_per_s": world * config.batch_size / stats["latency_ms_p50"] * 1e3,
+        "peak_mem_train_bytes": peak, "first_loss": losses[0], "final_loss": sum(losses[-k:]) / k,
+        "final_train_acc": sum(accs[-k:]) / k,
+        "heldout_acc_start": heldout_start,
+        "heldout_acc": _heldout_accuracy(model, data, device, config.channels_last, autocast_ctx) if rank == 0 else float("nan"),
+        "wall_s": wall,
+    }
+
+
+def _most_busy(load: dict[str, Any], world: int) -> dict[str, Any]:
+    """This rank's load, or under DDP the most any rank saw: one busy rank slows every step of all of them."""
+    if world == 1:
+        return load
+    import torch.distributed as dist
+    share = torch.tensor([load.get("host_busy", -1.0)], dtype=torch.float64)
+    dist.all_reduce(share, op=dist.ReduceOp.MAX)
+    return {} if share.item() < 0 else {"host_busy": share.item(), "busy": share.item() > BUSY_SHARE}
+
+
+def meta_build(side: Side, classes: int) -> nn.Module:
+    with build_on_meta():
+        return side.build(classes).to("meta")
+
+
+def training_flops(side: Side, classes: int) -> int | None:
+    """FLOPs of one image's forward and backward (2 per MAC), counted exactly on the meta device, auxiliary heads
+    included where the network runs them in training."""
+    try:
+        return 2 * training_macs(meta_build(side, classes), (2, *side.input_shape))
+    except Exception:  # a network the meta device cannot run: no figure, rather than a wrong one
+        return None
+
+
+def train_row(side: Side, config: TrainConfig, on_step: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """One training run's summary columns, with its status; a failure becomes the status, never the end of a sweep."""
+    try:
+        data = load_data(config.data, side.input_shape, config.seed)
+        return {**train_side(side, config, data, on_step), "status": rows.OK}
+    except NonFiniteLoss as exc:
+        return {"run": side.run, "model": side.model, "nproc": 1, "status": rows.DIVERGED, "error": str(exc)}
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:
+        return {"run": side.run, "model": side.model, "nproc": 1, "status": rows.status_of(exc),
+                "error": rows.failure_text(exc)}

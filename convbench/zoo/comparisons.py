@@ -1,0 +1,125 @@
+"""The papers' block-design claims as data: comparison -> cases -> variants, the first variant the baseline.
+
+Claimed ratios are the seed articles' and papers' own arithmetic (cost of the variant / cost of the baseline);
+None where the paper gives no figure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from convbench.zoo.blocks.factorized import ConvStack, asymmetric, square
+from convbench.zoo.blocks.reduction import ConvThenPool, ParallelPoolConv, PoolThenConv
+from convbench.zoo.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge
+from convbench.errors import UserError
+from convbench.zoo.registry import get_model_info
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    build: Callable[[int], nn.Module]  # channels -> module (whole networks ignore it)
+    claimed_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    comparison: str
+    name: str
+    claim: str
+    shape: tuple[int, int, int]  # C, H, W of one input image
+    variants: tuple[Variant, ...]
+    whole_network: bool = False
+
+
+def _network(name: str, **overrides) -> Callable[[int], nn.Module]:
+    return lambda _channels: get_model_info(name).build(**overrides)
+
+
+def _conv(cin: int, cout: int, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, groups=groups, bias=False)
+
+
+def _factorization() -> list[Case]:
+    c = "factorization"
+    return [
+        Case(c, "5x5 vs two 3x3", "two stacked 3x3 cost 18/25 = 0.72 of one 5x5 (Inception-v3 3.1)", (288, 35, 35), (
+            Variant("5x5", lambda ch: ConvStack(ch, square(5))),
+            Variant("3x3+3x3", lambda ch: ConvStack(ch, square(3, 2)), 18 / 25))),
+        Case(c, "7x7 vs three 3x3", "three stacked 3x3 have 27/49 = 0.55 of a 7x7's weights (VGG)", (288, 35, 35), (
+            Variant("7x7", lambda ch: ConvStack(ch, square(7))),
+            Variant("3x3+3x3+3x3", lambda ch: ConvStack(ch, square(3, 3)), 27 / 49))),
+        Case(c, "3x3 vs two 2x2", "two 2x2 save only 11% of a 3x3 (8/9)", (288, 35, 35), (
+            Variant("3x3", lambda ch: ConvStack(ch, square(3))),
+            Variant("2x2+2x2", lambda ch: ConvStack(ch, square(2, 2)), 8 / 9))),
+        Case(c, "GoogLeNet: 5x5 vs two 3x3 branches",
+             "whole network, 224x224; the 5x5s read narrow reductions, so two 3x3 (expanding first) cost more", (3, 224, 224), (
+            Variant("googlenet 5x5", _network("googlenet")),
+            Variant("googlenet 3x3+3x3", _network("googlenet", branch5x5="3x3x2"))), whole_network=True),
+    ]
+
+
+def _asymmetric() -> list[Case]:
+    c = "asymmetric"
+    shapes = {3: (1280, 8, 8), 5: (768, 17, 17), 7: (768, 17, 17)}
+    cases = [
+        Case(c, f"{n}x{n} vs 1x{n}+{n}x1", f"1x{n} then {n}x1 cost 2/{n} = {2 / n:.2f} of an {n}x{n}"
+             + (" (33% saving)" if n == 3 else ""), shapes[n], (
+                 Variant(f"{n}x{n}", lambda ch, n=n: ConvStack(ch, square(n))),
+                 Variant(f"1x{n}+{n}x1", lambda ch, n=n: ConvStack(ch, asymmetric(n)), 2 / n)))
+        for n in (3, 5, 7)
+    ]
+    cases.append(Case(c, "Inception-v3: 7x7 vs 1x7+7x1 at 17x17", "whole network, 299x299", (3, 299, 299), (
+        Variant("inception_v3 7x7", _network("inception_v3_7x7")),
+        Variant("inception_v3 1x7+7x1", _network("inception_v3_noaux"))), whole_network=True))
+    return cases
+
+
+def _reduction() -> list[Case]:
+    return [Case("reduction", "d x d x k -> d/2 x d/2 x 2k", "pool first costs 1/4 (but bottlenecks); parallel branches cheaper still",
+                 (288, 35, 35), (
+                     Variant("conv then pool", ConvThenPool),
+                     Variant("pool then conv", PoolThenConv, 0.25),
+                     Variant("parallel conv | pool", ParallelPoolConv)))]
+
+
+def _grouped() -> list[Case]:
+    c = "grouped"
+    sweep = ((1, 64), (2, 40), (4, 24), (8, 14), (32, 4))
+    return [
+        Case(c, "dense vs grouped 3x3, G=32", "G groups cost 1/G of the dense conv", (128, 56, 56), (
+            Variant("dense", lambda ch: _conv(ch, ch)),
+            Variant("grouped G=32", lambda ch: _conv(ch, ch, groups=32), 1 / 32))),
+        Case(c, "ResNeXt block forms, 32x4d", "(a), (b) and (c) are the same function at the same cost", (256, 56, 56), (
+            Variant("(c) grouped conv", lambda ch: GroupedBottleneck(ch, 32, 4)),
+            Variant("(b) early concat", lambda ch: EarlyConcat(ch, 32, 4), 1.0),
+            Variant("(a) split-transform-merge", lambda ch: SplitTransformMerge(ch, 32, 4), 1.0))),
+        Case(c, "cardinality at equal complexity", "ResNeXt Table 2: C x d chosen to keep the cost of 1x64d", (256, 56, 56),
+             tuple(Variant(f"{card}x{d}d", lambda ch, card=card, d=d: GroupedBottleneck(ch, card, d), None if card == 1 else 1.0)
+                   for card, d in sweep)),
+    ]
+
+
+COMPARISONS: dict[str, Callable[[], list[Case]]] = {
+    "factorization": _factorization,
+    "asymmetric": _asymmetric,
+    "reduction": _reduction,
+    "grouped": _grouped,
+}
+
+
+# `convbench train --compare NAME`: the two sides of a block comparison trained inside the same host network, as
+# (label, zoo model, its options).
+TRAIN_PAIRS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
+    "googlenet": (("googlenet 5x5", "googlenet", {}), ("googlenet 3x3+3x3", "googlenet", {"branch5x5": "3x3x2"})),
+    "inception_v3": (("inception_v3 7x7", "inception_v3_7x7", {}), ("inception_v3 1x7+7x1", "inception_v3_noaux", {})),
+}
+
+
+def get_cases(name: str) -> list[Case]:
+    if name == "all":
+        return [case for build in COMPARISONS.values() for case in build()]
+    if name not in COMPARISONS:
+        raise UserError(f"unknown comparison {name!r}; choose one of {', '.join([*COMPARISONS, 'all'])}")
+    return COMPARISONS[name]()

@@ -1,0 +1,107 @@
+"""What `--arch` can name: zoo models (names, patterns, comma lists, 'all') and any importable
+`package.module:function` returning an nn.Module, so users can measure their own networks."""
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from convbench.errors import RowFailure, UserError, error_text
+from convbench.zoo.outputs import describe
+from convbench.zoo.registry import get_model_info, list_models
+
+
+Shape = tuple[int, int, int]  # C, H, W of one input image
+
+
+@dataclass(frozen=True, eq=False)  # identity: a spec resolved anew must not reuse an old build
+class ModelSpec:
+    name: str
+    family: str
+    input_shape: Shape
+    builder: Callable[[], nn.Module] = field(repr=False)
+
+    @property
+    def input_size(self) -> int:
+        """The input's height (its width too, for the square inputs of every zoo model)."""
+        return self.input_shape[1]
+
+    def batch_shape(self, batch_size: int) -> tuple[int, int, int, int]:
+        return (batch_size, *self.input_shape)
+
+    def meta(self) -> nn.Module:
+        """A meta-device build shared by the counters of one model (building is most of a count's cost): for
+        shape-only work that leaves the module as it found it; anything that materialises builds its own."""
+        return _shared_meta_build(self)
+
+    def build(self, device: str | torch.device = "cpu") -> nn.Module:
+        if torch.device(device).type == "meta":
+            from convbench.measure.meta import build_on_meta
+            with build_on_meta():
+                return self._call_builder()
+        with torch.device(device):
+            return self._call_builder()
+
+    def _call_builder(self) -> nn.Module:
+        try:
+            module = self.builder()
+        except SystemExit as exc:
+            raise BuildError(f"building the model failed: the builder called sys.exit({exc.code!r})") from None
+        except Exception as exc:
+            raise BuildError(f"building the model failed: {error_text(exc)}") from exc
+        if not isinstance(module, nn.Module):
+            raise BuildError(f"the builder returned {describe(module)}, not an nn.Module")
+        return module
+
+
+class BuildError(RowFailure):
+    pass
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_meta_build(spec: ModelSpec) -> nn.Module:
+    return spec.build("meta")
+
+
+def _import_builder(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import {module_name!r} for --arch {spec}: {exc}") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise UserError(f"{module_name} has no callable {attr!r} (for --arch {spec})")
+    return builder
+
+
+def input_shape(size: int | Shape | None, default: int | Shape) -> Shape:
+    """An input size (square, 3 channels) or a C, H, W shape, else the default's."""
+    chosen = default if size is None else size
+    return (3, chosen, chosen) if isinstance(chosen, int) else tuple(chosen)
+
+
+def resolve_models(arch: str, input_size: int | Shape | None = None) -> list[ModelSpec]:
+    """Expand --arch into model specs, in the order given, without building anything. `input_size` overrides every
+    model's input: a square size, or a C, H, W shape."""
+    specs: list[ModelSpec] = []
+    zoo_parts = []
+    for part in (p.strip() for p in arch.split(",")):
+        if not part:
+            continue
+        if ":" in part:
+            specs.append(ModelSpec(part, "custom", input_shape(input_size, 224), _import_builder(part)))
+        else:
+            zoo_parts.append(part)
+            for name in list_models(part):
+                info = get_model_info(name)
+                spec = ModelSpec(name, info.family, input_shape(input_size, info.input_size), info.build)
+                if spec.name not in {s.name for s in specs}:
+                    specs.append(spec)
+    if not specs:
+        raise UserError("--arch names no model; `convbench list` shows the zoo")
+    return specs
