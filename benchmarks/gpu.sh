@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# On a borrowed GPU: one plan per call, each within 9 minutes of wall time, wheels installed included.
+# On a GPU machine you have for a short while: one plan per call, each within 9 minutes of wall time, wheels included.
 #
 #   bash benchmarks/gpu.sh                 # the first call, `accept`: every CUDA code path once
 #   bash benchmarks/gpu.sh zoo-bf16-1      # the second plan, one call each, once `accept` has passed
 #   bash benchmarks/gpu.sh --dry-run all   # every step of every plan on the CPU, tiny sizes (CI runs this)
 #   bash benchmarks/gpu.sh --list          # the plans and their steps
 #
-# The GPU image lacks fvcore and its pure-Python dependencies: their wheels travel with the tree in .whl/
+# A GPU image may lack fvcore and its pure-Python dependencies: their wheels can travel with the tree in .whl/
 # (git-ignored; made once with `pip wheel --no-deps -w .whl fvcore iopath yacs termcolor portalocker tabulate tqdm`)
 # and are installed here into a temporary folder on PYTHONPATH. The plan itself is benchmarks/gpu_plan.py.
 set -uo pipefail

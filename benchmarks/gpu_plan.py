@@ -1,4 +1,4 @@
-"""The GPU acceptance as plans of calls that each fit one borrowed machine's call (at most 9 minutes of wall time).
+"""The GPU acceptance as plans of calls that each fit a short stay on a GPU machine (at most 9 minutes of wall time).
 
     python benchmarks/gpu_plan.py accept                # the first call: every CUDA code path, in one call
     python benchmarks/gpu_plan.py zoo-bf16-1            # the second plan, one call each, once `accept` has passed
@@ -10,7 +10,7 @@ call's budget: it gets at most its own limit, never more than the budget minus a
 skipped (and says so) when less than its floor is left, so the call always ends in time. A step that runs past
 its share gets SIGINT, as Ctrl-C would: convbench's writers finish (every row so far, the md/json/parquet files)
 before it exits; 20 s later the step's process group is killed. After every step the results folder is tarred
-to $OUT/results.tgz (when $OUT is set, as the device tool does), so a call cut short still returns what finished.
+to $OUT/results.tgz (when $OUT is set), so a call cut short still returns what finished.
 
 Results go to results/<gpu-name>/ (on the CPU, --dry-run: runs/gpu-dry-run/<cpu-name>/); steps.json there lists
 each step's outcome, seconds, limit and share; logs/<step>.log holds its output."""
@@ -122,7 +122,7 @@ def accept_steps(t: Target, dest: Path) -> list[Step]:
                       "--out", str(dest / "fidelity.json"), *t.size("--input-size", "32")]),
         # On the CPU these skip, which still proves that the tests named here exist.
         Step("cuda-tests", "the unit tests that only run with CUDA: a sweep gives back all its memory, graphs match eager",
-             45, 20, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+             45, 20, [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-p", "no:randomly",
                       "tests/test_isolation.py::test_a_cuda_sweep_in_one_process_gives_back_all_its_memory",
                       "tests/test_modes.py::test_graphs_replay_matches_eager_and_carries_device_time"]),
         Step("compile", "torch.compile and compile+graphs per batch size, static shapes, memory of the eager module",

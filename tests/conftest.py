@@ -1,4 +1,6 @@
 import json
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,19 @@ def _machine_ceilings(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ceilings")
 
 
+def _synthetic_ceiling(device: str = "cpu", dtypes: tuple[str, ...] = ("fp32",), timer=None):
+    """A ceiling far above anything a test measures, made at once: tests that are not about ceilings (test_ceiling.py
+    measures real ones) need one to exist, not to be this machine's, and must not wait seconds, or be told the
+    machine is busy, for every setting they run under."""
+    from convbench.measure import ceiling
+    facts = ceiling.machine(torch.device(device))
+    peak = {d: ceiling.Peak(100.0, "synthetic test ceiling") for d in dtypes}
+    return ceiling.Ceiling(ceiling.cache_key(facts), facts, peak, ceiling.Peak(1000.0, "synthetic test ceiling"),
+                           measured="2026-01-01T00:00:00+00:00", host_busy=0.0)
+
+
 @pytest.fixture(autouse=True)
-def _hermetic(tmp_path_factory, monkeypatch, _machine_ceilings):
+def _hermetic(tmp_path_factory, monkeypatch, _machine_ceilings, request):
     """Every test has its own count cache and peers folder and a fixed terminal width: nothing in the user's cache,
     another convbench sweep on the host or the caller's shell changes what a test sees."""
     from convbench.measure import ceiling
@@ -34,7 +47,53 @@ def _hermetic(tmp_path_factory, monkeypatch, _machine_ceilings):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
                  "SLURM_ARRAY_TASK_MIN"):
         monkeypatch.delenv(name, raising=False)
+    if request.node.get_closest_marker("real_ceiling") is None:
+        monkeypatch.setattr(ceiling, "measure", _synthetic_ceiling)
     ceiling.forget()
     torch.manual_seed(0)
     yield
     ceiling.forget()
+
+
+@pytest.fixture()
+def user_nets(tmp_path, monkeypatch):
+    """A user's package of small networks whose forwards return what real networks return, or fail as they fail."""
+    (tmp_path / "firsthour.py").write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+        import torch.nn.functional as F
+
+        class Head(nn.Module):
+            def __init__(self, kind):
+                super().__init__()
+                self.kind = kind
+                self.conv = nn.Conv2d(3, 8, 3, padding=1)
+                self.w = nn.Parameter(torch.randn(8, 8))
+                self.fc = nn.Linear(8, 10)
+            def forward(self, x):
+                h = self.conv(x).mean((2, 3))
+                h = torch.matmul(h, self.w)          # functional: no module of its own
+                h = torch.matmul(h, self.w.t())
+                logits = self.fc(h)
+                if self.kind == "tuple":
+                    return logits, logits * 0.5
+                if self.kind == "dict":
+                    return {"logits": logits, "features": h}
+                if self.kind == "baddict":
+                    return {"features": h}
+                if self.kind == "str":
+                    return "logits"
+                return logits
+
+        def plain(): return Head("tensor")
+        def tuple_net(): return Head("tuple")
+        def dict_net(): return Head("dict")
+        def bad_dict(): return Head("baddict")
+        def str_net(): return Head("str")
+        def raises(): raise RuntimeError("no weights here")
+        def forty_two(): return 42
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "firsthour"
+    sys.modules.pop("firsthour", None)
+

@@ -138,3 +138,12 @@ def test_dispatch_and_fvcore_count_every_block_alike(case):
         dispatched = dispatch_counts(meta, (1, *case.shape))
         traced = fvcore_counts(materialize(meta), (1, *case.shape))
         assert (dispatched["macs"], dispatched["acts"]) == (traced["macs"], traced["acts"]), v.name
+
+
+def test_a_side_that_changes_speed_within_its_pairs_is_said():
+    from convbench.measure.paired import drift, drift_note
+    steady = [1.7, 1.8, 1.7, 1.75, 1.72, 1.71, 1.69, 1.74, 1.7]
+    switched = [1.7] * 10 + [8.8] * 5  # the last 5 of 15 pairs of G=32 ran about 5x slower
+    assert drift(steady) == pytest.approx(1.0, abs=0.05) and drift_note("variant", steady) is None
+    assert drift(switched) == pytest.approx(8.8 / 1.7)
+    assert drift_note("variant", switched).startswith("the variant's time moved 5.2x between the first and the last third")

@@ -12,6 +12,8 @@ from convbench.analysis.verdicts import verdict
 from convbench.run.config import ProfileConfig
 from convbench.errors import UserError
 from convbench.measure.device_time import busy_columns
+from convbench.measure import memory
+from convbench.run import modes
 from convbench.run.modes import modes_from_flags, prepare
 from convbench.run.profile import run_profile
 
@@ -98,3 +100,25 @@ def test_compare_runs_a_compiled_mode_and_says_so_in_every_row():
     frame = compare("reduction", shape=(8, 9, 9), pairs=3, warmup=1, mode="compile")
     assert list(frame["mode"]) == ["compile"] * 3 and list(frame["compile"]) == [True] * 3
     assert (frame["measured_ratio"] > 0).all() and frame["device_ratio"].isna().all()
+
+
+def test_a_compiled_row_measures_memory_on_the_eager_module_and_says_so(monkeypatch):
+    from convbench.run import profile as runner
+    seen = []
+    monkeypatch.setattr(memory, "cpu_peaks_in_child", lambda *a, **k: seen.append(a) or {"peak_mem_infer_bytes": 1})
+    monkeypatch.setattr(modes, "compiled", lambda model, graphs=False: model)
+    rows = run_profile(ProfileConfig(arch="convbench.selfcheck.fixtures:tiny", input_size=16, iters=2, warmup=0,
+                                     isolate=False, modes=("eager", "compile"))).rows
+    assert [r["note"] for r in rows] == [None, "memory: peaks are of the eager forward, not the compile one"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]  # a note is not a failure
+    assert runner.LiveModel.__dataclass_fields__.keys() == {"module"}  # no compiled module kept for memory passes
+
+
+def test_compile_mode_compiles_each_batch_size_afresh_with_static_shapes(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: calls.append("reset"))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    rows = run_profile(ProfileConfig(arch="convbench.selfcheck.fixtures:tiny", batch_sizes=(1, 2), input_size=16, iters=2,
+                                     warmup=0, cpu_memory=False, isolate=False, modes=("compile",))).rows
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert calls == ["reset", {"dynamic": False, "mode": None}] * 2

@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
+import os
+
 import convbench
+from convbench.run.config import ProfileConfig
+from convbench.run.profile import ProfilePlan
 from cli_helpers import run
 from convbench.measure.complexity import build_on_meta, materialize
 from convbench.measure.memory import count_saved_bytes
@@ -127,7 +131,8 @@ def test_bf16_on_cpu_counts_what_cpu_autocast_saves():
 
 def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, custom_models):
     out = tmp_path / "run"
-    code, stdout, err = run(capsys, "profile", "--arch", f"{custom_models}:ooms_above_2,{custom_models}:not_a_module_builder,resnet18",
+    code, stdout, err = run(capsys, "profile", "--arch", f"{custom_models}:ooms_above_2,{custom_models}:not_a_module_builder,"
+                            "convbench.selfcheck.fixtures:tiny",
                             "--batch-size", "1,4", "--iters", "1", "--warmup", "0", "--input-size", "64", "--out", str(out))
     assert code == 1, err  # a builder that raises is a failed row; the OOM alone would be a result (exit 0)
     df = pd.read_csv(out / "profile.csv")
@@ -135,7 +140,7 @@ def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, cust
     assert status[(f"{custom_models}:ooms_above_2", 1)] == "ok"
     assert status[(f"{custom_models}:ooms_above_2", 4)] == "oom"
     assert status[(f"{custom_models}:not_a_module_builder", 1)] == "error"
-    assert status[("resnet18", 1)] == status[("resnet18", 4)] == "ok"
+    assert status[("convbench.selfcheck.fixtures:tiny", 1)] == status[("convbench.selfcheck.fixtures:tiny", 4)] == "ok"
     oom_row = df[(df.model == f"{custom_models}:ooms_above_2") & (df.batch_size == 4)].iloc[0]
     assert "out of memory" in oom_row.error and pd.isna(oom_row.latency_ms_p50)
     assert df[df.model == f"{custom_models}:not_a_module_builder"].iloc[0].error == \
@@ -201,4 +206,32 @@ def test_the_first_screen_fits_120_columns_with_short_notes_under_the_table(caps
     assert ("[1] inception_v3 b1 (partial): saved bytes: n/a at batch 1 (a batch norm over a 1x1 grid needs at least 2 "
             "images to train)") in " ".join(out.split())
     assert "Expected more than 1 value" not in out
-    assert lines[-1] == f"2 rows: 1 ok, 1 partial (notes above) -> {tmp_path / 's'}/profile.csv"
+    closing = " ".join(" ".join(lines[-2:]).split()) if lines[-1].startswith("  -> ") else lines[-1]  # a long path: own line
+    assert closing.endswith(f"2 rows: 1 ok, 1 partial (notes above) -> {tmp_path / 's'}/profile.csv")
+
+
+def test_layers_add_up_to_the_model_with_functional_matmuls_attributed(capsys, tmp_path, user_nets):
+    code, out, err = run(capsys, "profile", "--arch", f"{user_nets}:plain", "--by-layer", "--iters", "1", "--warmup", "0",
+                         "--input-size", "16", "--out", str(tmp_path / "l"))
+    assert code == 0, err
+    layers = pd.read_csv(tmp_path / "l" / "layers.csv").set_index("module")
+    total = pd.read_csv(tmp_path / "l" / "profile.csv")["macs"][0]
+    assert total == 16 * 16 * 8 * 27 + 2 * 64 + 80
+    assert layers["self_macs"].sum() == total and layers.loc["(model)", "self_macs"] == 128  # the two matmuls
+    assert "USDT" not in out + err
+
+
+def test_every_zoo_model_s_layers_add_up(zoo_counts):
+    from convbench.measure.counts import model_counts
+    from convbench.zoo.specs import resolve_models
+    for spec in resolve_models("all"):
+        counts = model_counts(spec, by_layer=True)
+        assert sum(layer["self_macs"] for layer in counts["layers"]) == counts["macs"] == zoo_counts[spec.name]["macs"], spec.name
+        assert sum(layer["self_acts"] for layer in counts["layers"]) == counts["acts"], spec.name
+
+
+def test_static_sweeps_never_fork_after_cuda_is_initialised(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cuda = ProfileConfig(arch="all", device="cuda", metrics="static", isolate=False)
+    assert ProfilePlan(cuda)._counting_workers(37) == 1
+    assert ProfilePlan(ProfileConfig(arch="all", metrics="static"))._counting_workers(37) == min(len(os.sched_getaffinity(0)), 8)

@@ -2,6 +2,7 @@
 and its bad input. The real CPU battery runs in CI (.ci/run: selfcheck --quick)."""
 from __future__ import annotations
 
+import time
 
 import pytest
 import torch
@@ -35,7 +36,9 @@ def test_machine_warns_with_the_fix(monkeypatch):
     assert "fix: sudo cpupower frequency-set -g performance" in check.note
 
 
-def test_timer_fidelity_fails_a_timer_that_reads_twice_the_time():
+def test_timer_fidelity_fails_a_timer_that_reads_twice_the_time(monkeypatch):
+    # A forward that sleeps takes the same time however busy the machine is: the ratio is the timer's alone.
+    monkeypatch.setattr(battery, "_fidelity_workload", lambda ctx: (lambda: time.sleep(0.003), "a 3 ms sleep"))
     check = _one("timer_fidelity", _ctx(timer=twice_as_slow))
     assert check.status == "fail" and check.tolerance == "1.00 +- 0.10"
     assert 1.7 < float(check.figure.split()[0]) < 2.3
@@ -85,7 +88,7 @@ def test_isolation_fails_when_a_dead_child_is_not_an_error_row(monkeypatch):
 
 
 def test_training_fails_a_loss_that_does_not_go_down(monkeypatch):
-    import convbench.run.train as train
+    import convbench.run.training as train
 
     def rising(side, config, data, on_step, *args):
         for step in range(6):
@@ -162,3 +165,13 @@ def test_a_row_timed_beside_a_spinning_neighbour_is_busy_and_the_cli_says_so(cap
     row = pd.read_csv(tmp_path / "busy" / "profile.csv").iloc[0]
     assert code == 0 and bool(row["busy"]) and row["host_busy"] > 0.10
     assert "warning: 1 row timed while other processes used up to" in out and "resnet18 b1" in out
+
+
+def test_selfcheck_counts_agree_without_fvcore(monkeypatch):
+    import importlib.util
+    from convbench.selfcheck import battery
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fvcore" else real(name, *a))
+    check = battery.counts_agree(battery.Context(torch.device("cpu"), quick=True))
+    assert check.status == "pass" and "fvcore" not in check.figure and "fvcore is not installed" in check.note
+    assert "dispatch 148,557,824, FlopCounterMode/2 148,557,824" in check.figure

@@ -162,11 +162,11 @@ def test_a_rank_that_dies_leaves_error_rows_and_the_others_intact(tmp_path, tiny
 
 @pytest.fixture()
 def two_shards(tmp_path):
+    from convbench.run.config import ProfileConfig
+    from convbench.run.profile import run_profile
     for i in (1, 2):
-        code = subprocess.run([sys.executable, "-m", "convbench", "profile", "--arch", "alexnet,resnet18,googlenet", "--metrics",
-                               "static", "--shard", f"{i}/2", "--out", str(tmp_path / "s")], env=_env(),
-                              capture_output=True).returncode
-        assert code == 0
+        run_profile(ProfileConfig(arch="alexnet,resnet18,googlenet", metrics="static", shard=(i, 2, "--shard"),
+                                  out=tmp_path / "s" / "shards" / f"{i}-of-2"))
     return tmp_path / "s"
 
 

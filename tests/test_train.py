@@ -47,13 +47,13 @@ def test_synthetic_data_is_seeded_and_balanced():
 
 
 def test_short_run_learns(tmp_path):
-    run = run_train(TrainConfig(arch="resnet18", steps=40, batch_size=32, input_size=32, out=tmp_path, log_every=5))
+    run = run_train(TrainConfig(arch="resnet18", steps=25, batch_size=32, input_size=32, out=tmp_path, log_every=5))
     row = run.frame.iloc[0]
     assert row.status == "ok" and row.lr == 0.02
     assert row.final_loss < 0.5 * row.first_loss
     assert row.heldout_acc_start < 0.2 < 0.4 < row.heldout_acc  # ten classes: chance is 0.1
     steps = pd.read_csv(tmp_path / "train_steps.csv")
-    assert list(steps.step) == list(range(1, 41)) and "loss" in steps.columns
+    assert list(steps.step) == list(range(1, 26)) and "loss" in steps.columns
     assert row.peak_mem_train_bytes > 0 and row.images_per_s > 0
 
 
@@ -101,7 +101,7 @@ def test_ddp_over_gloo_with_two_processes(tmp_path, capsys, user_nets):
 
 
 def test_compare_trains_both_sides_with_the_same_seed(tmp_path):
-    run = run_train(TrainConfig(compare="googlenet", steps=2, batch_size=4, input_size=64, out=tmp_path))
+    run = run_train(TrainConfig(compare="googlenet", steps=2, batch_size=4, input_size=32, out=tmp_path))
     assert list(run.frame.run) == ["googlenet 5x5", "googlenet 3x3+3x3"]
     assert run.frame.first_loss.notna().all() and set(run.frame.status) == {"ok"}
 

@@ -119,11 +119,15 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
         ax.margins(0.12)
         _log_ticks(ax)
         for _, r in timed.iterrows():
-            _label(ax, r["model"], r["macs"] * r["batch_size"] / 1e9, r["latency_ms_p50"])
+            _label(ax, r["model"] + (" (busy)" if _busy(r) else ""), r["macs"] * r["batch_size"] / 1e9, r["latency_ms_p50"])
+        busy = timed[[_busy(r) for _, r in timed.iterrows()]]
+        if len(busy):
+            ax.scatter(busy["macs"] * busy["batch_size"] / 1e9, busy["latency_ms_p50"], s=160, facecolors="none",
+                       edgecolors="red", label="timed busy")
         ax.legend(fontsize=8)
         _save(fig, report, "macs_vs_latency", "MACs vs measured latency",
               "One point per model and batch size, log axes" + ("; colour: the run, marker: the batch size" if several else "")
-              + ". Models off the common trend are where MACs mislead.")
+              + ". Models off the common trend are where MACs mislead." + BUSY_CAPTION * bool(len(busy)))
         plt.close(fig)
 
         curves = [(key, g.sort_values("batch_size")) for key, g in timed.groupby(["folder", "model"], sort=False)
@@ -175,6 +179,14 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
         _save(fig, report, "zoo_overview", "Across the zoo",
               "At each model's smallest batch size in each run" + ("; one bar per run" if several else "") + ".")
         plt.close(fig)
+
+
+BUSY_CAPTION = (" Marked busy: measured while other processes used over 10% of the CPU (host_busy); such a figure is"
+                " slower than the machine can do, read it with care.")
+
+
+def _busy(row) -> bool:
+    return str(row.get("busy")) == "True"
 
 
 def _log_ticks(ax) -> None:
@@ -247,7 +259,7 @@ def _compare_figures(plt, report: Report, df: pd.DataFrame) -> None:
     height = 0.8 / len(bars)
     several = variants["folder"].nunique() > 1
     labels = [f"{r['case']}\n{r['variant']} (b{r['batch_size']}{', ' + str(r['folder']) if several else ''})"
-              for _, r in variants.iterrows()]
+              + (" [busy]" if _busy(r) else "") for _, r in variants.iterrows()]
     fig, ax = plt.subplots(figsize=(10, (0.15 + 0.15 * len(bars)) * len(variants) + 1.5))
     y = list(range(len(variants)))
     for k, (label, values, err) in enumerate(bars):
@@ -262,6 +274,8 @@ def _compare_figures(plt, report: Report, df: pd.DataFrame) -> None:
     if device:
         caption += (" Device time is the GPU's busy time per forward; where a side is launch-bound (GPU busy under 50%),"
                     " it, not the latency, tells the design's cost.")
+    if any(_busy(r) for _, r in variants.iterrows()):
+        caption += BUSY_CAPTION
     _save(fig, report, "compare_ratios", "Claimed vs counted vs measured", caption)
     plt.close(fig)
 
@@ -282,11 +296,11 @@ def _train_figures(plt, report: Report, steps: pd.DataFrame) -> None:
 
 TABLE_COLUMNS = {
     "profile": ["folder", "model", "batch_size", "device_name", "dtype", "status", "params", "macs", "saved_act_bytes",
-                "latency_ms_p50", "latency_ms_iqr", "throughput_img_s", "peak_mem_train_bytes"],
+                "latency_ms_p50", "latency_ms_iqr", "throughput_img_s", "host_busy", "busy", "peak_mem_train_bytes", "note"],
     "compare": ["folder", "comparison", "case", "variant", "batch_size", "mode", "claimed_ratio", "counted_ratio",
-                "measured_ratio", "ratio_ci_low", "ratio_ci_high", "device_ratio", "gpu_busy", "verdict"],
-    "train": ["folder", "run", "nproc", "data", "steps", "step_ms_p50", "images_per_s", "scaling_efficiency", "first_loss",
-              "final_loss", "heldout_acc_start", "heldout_acc", "status"],
+                "measured_ratio", "ratio_ci_low", "ratio_ci_high", "device_ratio", "gpu_busy", "host_busy", "busy", "verdict"],
+    "train": ["folder", "run", "nproc", "data", "steps", "step_ms_p50", "images_per_s", "scaling_efficiency", "host_busy",
+              "busy", "first_loss", "final_loss", "heldout_acc_start", "heldout_acc", "status", "note"],
 }
 
 

@@ -31,17 +31,24 @@ def _judge(counted: float, measured: float, what: str) -> tuple[float, str]:
     return realized, f"{min(realized, 9.99):.0%} of the MAC saving realised ({measured:.2f}x {what} for {counted:.2f}x MACs)"
 
 
-def verdict(counted: float, measured: float, device_ratio: float | None = None,
-            gpu_busy: float | None = None) -> tuple[float, str]:
-    """How much of the counted MAC change shows up in the measured time. Where the baseline or the variant is
-    launch-bound (`gpu_busy`, the lower of the two, below LAUNCH_BOUND), the latency measures the host launching
-    kernels, not the design: the verdict says so and judges on the GPU's own time, the device-time ratio."""
+def verdict(counted: float, measured: float, device_ratio: float | None = None, gpu_busy: float | None = None,
+            interval: tuple[float | None, float | None] = (None, None)) -> tuple[float, str]:
+    """How much of the counted MAC change shows up in the measured time. Where the measured ratio's 95% interval
+    spans 1, no difference in time was measured at this precision, and the verdict says that and no more. Where the
+    baseline or the variant is launch-bound (`gpu_busy`, the lower of the two, below LAUNCH_BOUND), the latency
+    measures the host launching kernels, not the design: the verdict says so and judges on the GPU's own time, the
+    device-time ratio."""
     if measured is None or math.isnan(measured):
         return float("nan"), ""
     bound = gpu_busy is not None and not math.isnan(gpu_busy) and gpu_busy < LAUNCH_BOUND
     if bound and device_ratio is not None and not math.isnan(device_ratio):
         realized, text = _judge(counted, device_ratio, "device time")
         return realized, f"launch-bound: GPU busy {gpu_busy:.0%}; device-time ratio {device_ratio:.2f}: {text}"
+    low, high = interval
+    if low is not None and high is not None and not math.isnan(low) and low <= 1 <= high and (low, high) != (1.0, 1.0):
+        macs = f"equal MACs (within {EQUAL_MACS:.0%})" if abs(counted - 1) <= EQUAL_MACS else f"{counted:.2f}x the MACs"
+        return float("nan"), (f"no difference measurable at this precision: {measured:.2f}x the time, 95% CI "
+                              f"{low:.2f}-{high:.2f} spans 1 ({macs}); more --pairs narrow it")
     return _judge(counted, measured, "time")
 
 

@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from rich.console import Console
 
 from convbench.cli.fit import Column, left_out_line, mib, num, plural, say, si, table, wrap
-from convbench.units import percent
+from convbench.run.compare import CPU_MEMORY_NOTE
+from convbench.units import missing, percent
 
 if TYPE_CHECKING:
     import pandas as pd
 
 NOISY_LEGEND = "~ after a latency: noisy, its IQR is more than 10% of its median"
+BUSY_LEGEND = "* after a time: measured while other processes used over 10% of the CPU (busy); read it with care"
+ABOVE_PEAK_LEGEND = "? after % peak: above this machine's measured peak, which cannot be: its note says why"
 PEAK_LEGEND = ("% peak: achieved FLOP/s over this machine's measured peak (convbench ceiling); m: memory-bound at the "
                "row's estimated intensity, where the bandwidth ceiling is the one that applies")
 LAUNCH_LEGEND = "! after GPU busy: launch-bound, the GPU works less than half of each forward; compare modes, not these latencies"
@@ -36,6 +39,28 @@ def _is(value: Any) -> bool:
     return value is True or value == "True"
 
 
+def busy_mark(r: dict[str, Any]) -> str:
+    return "*" if _is(r.get("busy")) else ""
+
+
+def share_cell(value: Any, suffix: str = "") -> str:
+    """A share of peak, marked when it is above 100% (the row's note says why it cannot be taken as it is)."""
+    cell = percent(value) + suffix
+    return cell + "?" if not missing(value) and float(value) > 1 else cell
+
+
+def legends(console: Console, frame: pd.DataFrame, shown: list[Column], busy_headers: tuple[str, ...],
+            share_headers: tuple[str, ...], share_column: str) -> None:
+    """The legend of each mark a shown column carries."""
+    headers = {c.header for c in shown}
+    if headers & set(busy_headers) and "busy" in frame and frame["busy"].astype(str).eq("True").any():
+        say(console, BUSY_LEGEND)
+    if headers & set(share_headers) and share_column in frame:
+        import pandas as pd
+        if (pd.to_numeric(frame[share_column], errors="coerce") > 1).any():
+            say(console, ABOVE_PEAK_LEGEND)
+
+
 def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[str]]:
     """The profile table's columns, ranked (0: always shown), and the notes for rows that are not ok."""
     rows = df.to_dict("records")
@@ -54,14 +79,15 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
                     Column("saved MiB", 1, cells=[mib(r.get("saved_act_bytes")) for r in rows])]
     else:
         columns += [
-            Column("p50 ms", 0, cells=[num(r.get("latency_ms_p50"), ".2f") + ("~" if _is(r.get("noisy")) else "") for r in rows]),
+            Column("p50 ms", 0, cells=[num(r.get("latency_ms_p50"), ".2f") + ("~" if _is(r.get("noisy")) else "") + busy_mark(r)
+                                       for r in rows]),
             Column("img/s", 1, cells=[num(r.get("throughput_img_s"), ",.1f") for r in rows]),
         ]
         if show_busy:
             columns.append(Column("GPU busy", 1, cells=[num(r.get("gpu_busy"), ".0%") + ("!" if _is(r.get("launch_bound")) else "")
                                                          for r in rows]))
         if "pct_peak" in df and df["pct_peak"].notna().any():
-            columns.append(Column("% peak", 1, cells=[percent(r.get("pct_peak")) + ("m" if r.get("bound") == "memory" else "")
+            columns.append(Column("% peak", 1, cells=[share_cell(r.get("pct_peak"), "m" if r.get("bound") == "memory" else "")
                                                        for r in rows]))
         columns += [Column("TFLOP/s", 3, cells=[num(r.get("achieved_tflops"), ".3f") for r in rows]),
                     Column("IQR ms", 4, cells=[num(r.get("latency_ms_iqr"), ".2f") for r in rows]),
@@ -86,6 +112,7 @@ def print_profile(console: Console, df: pd.DataFrame, metrics: str, where: str) 
         say(console, LAUNCH_LEGEND)
     if any(c.header == "% peak" for c in columns) and not any(c.header == "% peak" for c in left_out):
         say(console, PEAK_LEGEND)
+    legends(console, df, [c for c in columns if c not in left_out], ("p50 ms",), ("% peak",), "pct_peak")
     say(console, left_out_line(left_out, where))
     print_notes(console, notes)
     for n in sorted({n for n in df["note"].dropna()} if "note" in df else set()):
@@ -120,12 +147,14 @@ def compare_case(group: pd.DataFrame, notes: list[str], width: int) -> tuple[lis
                Column("MACs", 2, cells=[si(r.get("macs")) for r in rows]),
                Column("claimed", 1, cells=[num(r.get("claimed_ratio"), ".3f") for r in rows]),
                Column("counted", 0, cells=[num(r.get("counted_ratio"), ".3f") for r in rows]),
-               Column("measured", 0, cells=[num(r.get("measured_ratio"), ".3f") for r in rows]),
+               Column("measured", 0, cells=[num(r.get("measured_ratio"), ".3f") + busy_mark(r) for r in rows]),
                Column("95% CI", 2, cells=[ci(r) for r in rows])]
     if device:
         columns += [Column("device", 1, cells=[num(r.get("device_ratio"), ".3f") for r in rows]),
                     Column("GPU busy", 2, cells=[num(r.get("gpu_busy"), ".0%") for r in rows])]
     columns += [Column("p50 ms", 3, cells=[num(r.get("latency_ms_p50"), ".2f") for r in rows]),
+                Column("base ms", 3, cells=["-" if r["variant"] == r["baseline"] else num(r.get("baseline_ms_p50"), ".2f")
+                                            for r in rows]),
                 Column("saved act", 4, cells=[num(r.get("saved_act_ratio"), ".3f") for r in rows])]
     verdicts = []
     for r in rows:
@@ -135,7 +164,6 @@ def compare_case(group: pd.DataFrame, notes: list[str], width: int) -> tuple[lis
         if isinstance(r.get("max_abs_diff"), float) and not math.isnan(r["max_abs_diff"]):
             text += f"; same output as the baseline within {r['max_abs_diff']:.1e}"
         verdicts += wrap(f"{r['variant']}: {text}", width)
-        from convbench.run.compare import CPU_MEMORY_NOTE  # said once, under all the cases
         for note in str(r.get("note") or "").split("; "):
             if note and note != CPU_MEMORY_NOTE and note != "nan":
                 verdicts += wrap(f"{r['variant']}: note: {note}", width)
@@ -157,6 +185,8 @@ def print_compare(console: Console, df: pd.DataFrame, where: str) -> None:
         for line in verdicts:
             console.print(line, highlight=False, markup=False)
     console.print()
+    shown = [Column(h) for h in ("measured",) if h not in all_left_out]
+    legends(console, df, shown, ("measured",), (), "pct_peak")
     say(console, left_out_line([Column(h) for h in all_left_out], where))
     print_notes(console, notes)
 

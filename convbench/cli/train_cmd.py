@@ -8,10 +8,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.fit import Column, left_out_line, mib, num, say, table
-from convbench.units import percent
 from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
-from convbench.cli.tables import print_notes, status_cell
+from convbench.cli.tables import busy_mark, legends, print_notes, share_cell, status_cell
 from convbench.errors import UserError, UserInterrupt
 from convbench.run.config import TrainConfig
 from convbench.run.train import run_train
@@ -86,18 +85,24 @@ def train_command(
     raise typer.Exit(run_sweep("train", shard, out, overwrite, device, make_config, measure, screen.merged))
 
 
+def _scaling(r: dict[str, Any]) -> str:
+    """A scaling efficiency above 1 cannot be: shown as such, never as a result (the row's note says why)."""
+    value = r.get("scaling_efficiency")
+    return "n/a!" if isinstance(value, float) and value > 1 else num(value, ".2f")
+
+
 def print_train(frame: pd.DataFrame, log_every: int) -> None:
     rows = frame.to_dict("records")
     ddp = any((r.get("nproc") or 1) > 1 for r in rows)
     notes: list[str] = []
     columns = [Column("run", 0, "left", [str(r["run"]) + (f" x{r['nproc']}" if ddp and r.get("nproc", 1) > 1 else "") for r in rows]),
-               Column("step p50 ms", 0, cells=[num(r.get("step_ms_p50"), ".1f") for r in rows]),
+               Column("step p50 ms", 0, cells=[num(r.get("step_ms_p50"), ".1f") + busy_mark(r) for r in rows]),
                Column("img/s", 0, cells=[num(r.get("images_per_s"), ",.1f") for r in rows])]
     if ddp:
         columns += [Column("all img/s", 1, cells=[num(r.get("aggregate_images_per_s"), ",.1f") for r in rows]),
-                    Column("scaling", 1, cells=[num(r.get("scaling_efficiency"), ".2f") for r in rows])]
+                    Column("scaling", 1, cells=[_scaling(r) for r in rows])]
     if "mfu" in frame and frame["mfu"].notna().any():
-        columns.append(Column("MFU", 1, cells=[percent(r.get("mfu")) for r in rows]))
+        columns.append(Column("MFU", 1, cells=[share_cell(r.get("mfu")) for r in rows]))
     columns += [Column("peak MiB", 2, cells=[mib(r.get("peak_mem_train_bytes")) for r in rows]),
                 Column(f"loss 1st -> last {log_every}", 1, cells=[f"{num(r.get('first_loss'), '.3f')} -> {num(r.get('final_loss'), '.3f')}"
                                                                   for r in rows]),
@@ -106,8 +111,11 @@ def print_train(frame: pd.DataFrame, log_every: int) -> None:
                 Column("status", 0, "left", [status_cell(r, notes, str(r["run"])) for r in rows])]
     t, left_out = table("training runs", columns, console.width)
     console.print(t)
+    legends(console, frame, [c for c in columns if c not in left_out], ("step p50 ms",), ("MFU",), "mfu")
     say(console, left_out_line(left_out, "train.csv"))
     print_notes(console, notes)
+    for note in sorted({n for n in frame["note"].dropna()} if "note" in frame else set()):
+        say(console, f"note: {note}")
     say(console, f"last: mean loss and train accuracy over the last {log_every} steps; held-out: accuracy on held-out data "
                  "after the run; MFU: training FLOPs per image (forward + backward, counted) x img/s over this machine's "
                  "measured peak")

@@ -87,7 +87,7 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, found: 
         base_times += theirs
         ratio, lo, hi = median_ci([b / a for a, b in pairs])
         values.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
-                      latency_ms_p50=median_ci(mine)[0], drift=drift(mine))
+                      latency_ms_p50=median_ci(mine)[0], baseline_ms_p50=median_ci(theirs)[0], drift=drift(mine))
         row.samples = [{"baseline_ms": a, "latency_ms": b} for a, b in pairs]
         notes = [drift_note("variant", mine), drift_note("baseline", theirs)]
         values["note"] = "; ".join(n for n in notes if n) or None
@@ -213,7 +213,7 @@ class ComparePlan(sweep.Plan[Case]):
             busy = [b for b in (base.get("gpu_busy"), values.get("gpu_busy")) if b is not None]
             values["saving_realized"], values["verdict"] = verdict(
                 values["counted_ratio"], values.get("measured_ratio", float("nan")), values["device_ratio"],
-                min(busy) if busy else None)
+                min(busy) if busy else None, (values.get("ratio_ci_low"), values.get("ratio_ci_high")))
             if values["variant"] == base["variant"]:
                 values["verdict"] = "baseline"
             elif values["verdict"]:

@@ -38,7 +38,7 @@ def launch(config: TrainConfig, side: Side, one_process: dict[str, Any]) -> Row:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
                "-m", "convbench.run.ddp", json.dumps(request)]
         # One rank that dies leaves the others waiting in a collective forever: the timeout ends the launch, and
-        # its own session lets it take every rank down with it.
+        # its own process group lets it take every rank down with it.
         proc = children.popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             _, stderr_text = proc.communicate(timeout=config.timeout)

@@ -50,3 +50,15 @@ def test_python_dash_m_and_console_script_agree():
     assert json.loads(proc.stdout)[0]["params"] == 61100840
     bad = subprocess.run([sys.executable, "-m", "convbench", "list", "nosuchnet"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_h_is_help_and_bad_batch_lists_are_refused(capsys):
+    code, out, err = run(capsys, "profile", "-h")
+    assert code == 0 and "--batch-size" in out and "<bool>" not in out
+    code, out, err = run(capsys, "profile", "-b", "1,,2", "--metrics", "static")
+    assert code == 2 and err.strip() == "error: --batch-size must be integers separated by commas, got '1,,2'"
+
+
+def test_list_has_the_paper_column(capsys):
+    code, out, err = run(capsys, "list", "resnet50")
+    assert code == 0 and "paper" in out.splitlines()[1] and "He et al." in out
