@@ -30,7 +30,8 @@ def env(extra: Mapping[str, str | None] | None = None, path_first: list[str] | N
     return result
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux; elsewhere nothing)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the parent's own clean-up is all there is
@@ -40,7 +41,7 @@ def _die_with_parent() -> None:
 def popen(args: list[str], **kwargs: Any) -> subprocess.Popen:
     """subprocess.Popen of a child that dies with this process."""
     if sys.platform.startswith("linux"):
-        kwargs.setdefault("preexec_fn", _die_with_parent)
+        kwargs.setdefault("preexec_fn", die_with_parent)
     return subprocess.Popen(args, **kwargs)
 
 

@@ -1,9 +1,12 @@
+"""`convbench baseline`: exact counts of zoo models and a user's own against a committed file; --update merges what it
+counted and keeps every other entry; the file is written whole or not at all."""
 import json
+import textwrap
 
 import pytest
 
+from cli_helpers import run
 from convbench.analysis import baseline
-from convbench.cli.main import main
 
 
 def test_diff_names_model_metric_old_and_new():
@@ -15,20 +18,64 @@ def test_diff_names_model_metric_old_and_new():
     assert "macs" in table and "+100.00%" in table
 
 
-def test_cli_check_fails_on_a_moved_count_and_update_accepts(tmp_path, capsys):
+def test_a_moved_count_fails_with_the_table_and_update_merges_keeping_other_models(tmp_path, capsys):
     path = tmp_path / "static.json"
     committed = baseline.load()
-    baseline.save({"resnet18": {**committed["resnet18"], "macs": committed["resnet18"]["macs"] + 1}}, path)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["baseline", "--arch", "resnet18", "--file", str(path)])
-    out, _ = capsys.readouterr()
-    assert exit_info.value.code == 1
+    baseline.save({"resnet18": {**committed["resnet18"], "macs": committed["resnet18"]["macs"] + 1},
+                   "alexnet": committed["alexnet"]}, path)
+    code, out, err = run(capsys, "baseline", "--arch", "resnet18", "--file", str(path))
+    assert code == 1
     assert "resnet18" in out and "macs" in out and str(1814073344 + 1) in out and "--update" in out
-    with pytest.raises(SystemExit) as exit_info:
-        main(["baseline", "--arch", "resnet18", "--file", str(path), "--update"])
-    assert exit_info.value.code == 2  # a partial update would drop the other models: refused in one line
-    baseline.save({"resnet18": committed["resnet18"]}, path)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["baseline", "--arch", "resnet18", "--file", str(path)])
-    assert exit_info.value.code == 0
-    assert json.loads(path.read_text())["models"]["resnet18"]["params"] == 11689512
+    code, out, err = run(capsys, "baseline", "--arch", "resnet18", "--file", str(path), "--update")
+    assert code == 0 and "1 model written" in out and "1 other model kept as they were" in out
+    saved = json.loads(path.read_text())["models"]
+    assert saved["resnet18"]["macs"] == 1814073344 and saved["alexnet"] == committed["alexnet"]
+    assert run(capsys, "baseline", "--arch", "resnet18,alexnet", "--file", str(path))[0] == 0
+
+
+@pytest.fixture()
+def team_repo(tmp_path, monkeypatch):
+    """A team's repository with its own network and its settings in pyproject.toml."""
+    (tmp_path / "teamnet.py").write_text(textwrap.dedent('''
+        import os
+        from torch import nn
+
+        def build():
+            width = int(os.environ.get("TEAMNET_WIDTH", "16"))
+            return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(width, 5))
+    '''))
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent('''
+        [project]
+        name = "teamnet"
+
+        [tool.convbench]
+        arch = ["teamnet:build"]
+        input-shape = [1, 32, 48]
+        baseline = "tests/convbench-baseline.json"
+    '''))
+    monkeypatch.chdir(tmp_path)
+    from convbench.cli import project
+    project._settings.cache_clear()
+    yield tmp_path
+    project._settings.cache_clear()
+
+
+def test_a_team_keeps_its_own_model_in_its_own_baseline_with_a_bare_command(team_repo, capsys, monkeypatch):
+    code, out, err = run(capsys, "baseline", "--update")
+    assert code == 0, err
+    saved = json.loads((team_repo / "tests" / "convbench-baseline.json").read_text())["models"]
+    # conv 1*16*9 + 16, linear 16*5 + 5: 245 params; MACs per image 32*48*16*9 + 16*5
+    assert saved["teamnet:build"]["params"] == 245 and saved["teamnet:build"]["macs"] == 32 * 48 * 16 * 9 + 80
+    assert saved["teamnet:build"]["input_shape"] == [1, 32, 48]
+    assert run(capsys, "baseline")[0] == 0
+    monkeypatch.setenv("TEAMNET_WIDTH", "24")  # a stage widened
+    code, out, err = run(capsys, "baseline")
+    assert code == 1 and "teamnet:build" in out and "params" in out and "macs" in out
+
+
+def test_a_baseline_file_convbench_did_not_write_is_refused_and_kept(tmp_path, capsys):
+    path = tmp_path / "other.json"
+    path.write_text('{"models": {"x": [1, 2]}}')
+    code, out, err = run(capsys, "baseline", "--arch", "alexnet", "--file", str(path), "--update")
+    assert code == 2 and "is not a convbench baseline" in err and path.read_text() == '{"models": {"x": [1, 2]}}'

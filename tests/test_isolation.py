@@ -161,7 +161,7 @@ def test_a_model_the_child_cannot_import_gives_one_line_per_row(hostile_models, 
     assert code == 1 and err == ""  # rows that failed: a script must not read success
     rows = run_profile(_isolated("hostile:tiny")).rows
     assert [r["status"] for r in rows] == ["error", "error"]
-    assert rows[0]["error"].startswith("child exited with code 2: cannot import 'hostile' for --arch hostile:tiny: ")
+    assert rows[0]["error"].startswith("child exited with code 2: cannot import 'hostile' for --arch hostile:tiny (from ")
     assert rows[1]["error"].startswith("not run: child exited with code 2")
     assert "Traceback" not in out
 

@@ -14,7 +14,7 @@ import convbench
 from convbench.run.config import ProfileConfig
 from convbench.run.profile import ProfilePlan
 from cli_helpers import run
-from convbench.measure.complexity import build_on_meta, materialize
+from convbench.measure.complexity import zoo_model_on_meta, materialize
 from convbench.measure.memory import count_saved_bytes
 from convbench.results.schema import PROFILE_COLUMNS
 
@@ -110,8 +110,8 @@ def test_static_metrics_library_call(custom_models):
 
 def test_saved_bytes_are_device_independent():
     shape = (2, 3, 64, 64)
-    on_meta = count_saved_bytes(build_on_meta("resnet18"), torch.zeros(shape, device="meta"))
-    on_cpu = count_saved_bytes(materialize(build_on_meta("resnet18")), torch.zeros(shape))
+    on_meta = count_saved_bytes(zoo_model_on_meta("resnet18"), torch.zeros(shape, device="meta"))
+    on_cpu = count_saved_bytes(materialize(zoo_model_on_meta("resnet18")), torch.zeros(shape))
     assert on_meta == on_cpu
     assert on_meta["saved_act_bytes"] < on_meta["saved_bytes"]
 
@@ -122,7 +122,7 @@ def test_bf16_on_cpu_counts_what_cpu_autocast_saves():
     row = df.iloc[0]
     assert row.status == "ok" and "cpu_memory off" in row.note  # said, not invented
     assert row.latency_ms_p50 > 0
-    fp32 = count_saved_bytes(build_on_meta("resnet18"), torch.zeros(2, 3, 64, 64, device="meta"))
+    fp32 = count_saved_bytes(zoo_model_on_meta("resnet18"), torch.zeros(2, 3, 64, 64, device="meta"))
     assert (fp32["saved_bytes"], fp32["saved_act_bytes"]) == (50436608, 3663360)
     # bf16 weight copies halve the parameter part; CPU autocast keeps batch norm in fp32, so the
     # activations shrink far less than half.

@@ -4,7 +4,7 @@ import torch
 
 from convbench import UserError, create_model, list_models
 from convbench.measure.complexity import (
-    analytic_counts, build_on_meta, count_params, dispatch_counts, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
+    analytic_counts, zoo_model_on_meta, count_params, dispatch_counts, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
     static_summary,
 )
 
@@ -85,12 +85,12 @@ def test_four_counters_agree_exactly(name):
     convention and all, and the same activations where they count them; so does fvcore's trace, checked on a model of
     every family and variant."""
     shape = small_input(name)
-    hooks = analytic_counts(build_on_meta(name), shape)
-    dispatched = dispatch_counts(build_on_meta(name), shape)
-    assert dispatched["macs"] == hooks["macs"] == flop_counter_macs(build_on_meta(name), shape)
+    hooks = analytic_counts(zoo_model_on_meta(name), shape)
+    dispatched = dispatch_counts(zoo_model_on_meta(name), shape)
+    assert dispatched["macs"] == hooks["macs"] == flop_counter_macs(zoo_model_on_meta(name), shape)
     assert dispatched["acts"] == hooks["acts"]
     if name in FVCORE_CHECKED:
-        traced = fvcore_counts(materialize(build_on_meta(name)), shape)
+        traced = fvcore_counts(materialize(zoo_model_on_meta(name)), shape)
         assert (traced["macs"], traced["acts"]) == (dispatched["macs"], dispatched["acts"])
 
 
@@ -105,13 +105,13 @@ def create_family(name: str) -> str:
 
 
 def test_fvcore_reports_what_it_did_not_count():
-    traced = fvcore_counts(materialize(build_on_meta("resnet50")), input_shape_for("resnet50"))
+    traced = fvcore_counts(materialize(zoo_model_on_meta("resnet50")), input_shape_for("resnet50"))
     assert traced["unsupported_ops"]["aten::batch_norm"] == 53
     assert traced["unsupported_ops"]["aten::max_pool2d"] == 1
 
 
 def test_the_dispatch_counter_reports_what_it_did_not_count_and_counts_per_module():
-    counted = dispatch_counts(build_on_meta("resnet50"), input_shape_for("resnet50"), by_module=True)
+    counted = dispatch_counts(zoo_model_on_meta("resnet50"), input_shape_for("resnet50"), by_module=True)
     assert counted["unsupported_ops"]["aten::native_batch_norm"] == 53
     assert counted["unsupported_ops"]["aten::max_pool2d_with_indices"] == 1
     modules = counted["modules"]

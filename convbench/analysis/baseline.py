@@ -1,41 +1,72 @@
-"""The deterministic regression gate: exact params, MACs, activations and saved bytes of every zoo model,
-held against a committed baseline. `convbench baseline` checks; `convbench baseline --update` accepts."""
+"""The deterministic regression gate: exact params, MACs, activations and saved bytes of models, zoo or a user's
+own (`package.module:function`), held against a committed baseline file. `convbench baseline` checks; `convbench
+baseline --update` accepts, merging the models it counted into the file and leaving every other entry as it was.
+The file is written whole or not at all (a temporary file renamed into place)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
+from convbench.errors import UserError
+from convbench.measure.counts import model_counts
 from convbench.measure.memory import saved_bytes
-from convbench.run.profile import model_counts
-from convbench.zoo.specs import resolve_models
+from convbench.results.folders import write_atomically
+from convbench.zoo.specs import Shape, resolve_models
 
 DEFAULT_FILE = Path("results/baseline/static.json")
 # Batch 2, not 1: a training forward at batch 1 is impossible for nets whose BN sees a 1x1 grid (Inception v3's aux head).
 SAVED_BATCH = 2
 METRICS = ("params", "macs", "acts", "saved_bytes", "saved_act_bytes")
+ABOUT = (f"exact counts per model; saved bytes at batch {SAVED_BATCH}, fp32. Accept changes with "
+         "`convbench baseline --update`.")
 
 
-def compute_static(pattern: str = "all") -> dict[str, dict[str, int]]:
+def compute_static(pattern: str = "all", input_size: int | Shape | None = None,
+                   output: str | None = None) -> dict[str, dict[str, Any]]:
     """Counted fresh every time (no cache): a gate must not check a cache against itself."""
     result = {}
-    for spec in resolve_models(pattern):
+    for spec in resolve_models(pattern, input_size, output):
         counts = model_counts(spec)
-        result[spec.name] = {"input_size": spec.input_size, **{m: counts[m] for m in ("params", "macs", "acts")},
+        shape = {"input_size": spec.input_size} if spec.input_shape == (3, spec.input_size, spec.input_size) else \
+            {"input_shape": list(spec.input_shape)}
+        result[spec.name] = {**shape, **{m: counts[m] for m in ("params", "macs", "acts")},
                              **saved_bytes(spec, SAVED_BATCH)}
     return result
 
 
-def load(path: Path = DEFAULT_FILE) -> dict[str, dict[str, int]]:
-    data = json.loads(Path(path).read_text())
-    return data["models"]
+def _valid_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and all(isinstance(entry.get(m), int) and not isinstance(entry.get(m), bool)
+                                           for m in METRICS)
 
 
-def save(models: dict[str, dict[str, int]], path: Path = DEFAULT_FILE) -> None:
+def load(path: Path = DEFAULT_FILE) -> dict[str, dict[str, Any]]:
+    """The models of a baseline file; one line on anything that is not a convbench baseline."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no baseline at {path}; create it with `convbench baseline --update`") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"cannot read baseline {path}: {' '.join(str(exc).split())[:150]}") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict) or not all(isinstance(k, str) and _valid_entry(v) for k, v in models.items()):
+        raise UserError(f"{path} is not a convbench baseline (a 'models' table of exact counts per model); "
+                        "write one with `convbench baseline --update --file ...`")
+    return models
+
+
+def save(models: dict[str, dict[str, Any]], path: Path = DEFAULT_FILE) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    payload = {"about": f"exact counts per model; saved bytes at batch {SAVED_BATCH}, fp32. Accept changes with "
-                        "`convbench baseline --update`.", "models": models}
-    Path(path).write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    write_atomically(Path(path), json.dumps({"about": ABOUT, "models": models}, indent=1, sort_keys=True) + "\n")
+
+
+def update(current: dict[str, dict[str, Any]], path: Path = DEFAULT_FILE) -> tuple[int, int]:
+    """Merge `current` into the file (created when missing); returns (models written, models kept as they were)."""
+    existing = load(path) if Path(path).exists() else {}
+    merged = {**existing, **current}
+    save(merged, path)
+    return len(current), len(set(existing) - set(current))
 
 
 def diff(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
@@ -47,14 +78,15 @@ def diff(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list
         elif name not in old:
             rows.append((name, "(model)", "absent", "new"))
         else:
-            rows += [(name, m, old[name].get(m), new[name].get(m)) for m in ("input_size", *METRICS)
+            rows += [(name, m, old[name].get(m), new[name].get(m)) for m in ("input_size", "input_shape", *METRICS)
                      if old[name].get(m) != new[name].get(m)]
     return rows
 
 
 def format_diff(rows: list[tuple[str, str, Any, Any]]) -> str:
-    lines = [f"{'model':<22} {'metric':<16} {'old':>16} {'new':>16} {'change':>8}"]
+    width = max([22, *(len(model) for model, *_ in rows)])
+    lines = [f"{'model':<{width}} {'metric':<16} {'old':>16} {'new':>16} {'change':>8}"]
     for model, metric, old, new in rows:
         change = f"{(new - old) / old:+.2%}" if isinstance(old, int) and isinstance(new, int) and old else ""
-        lines.append(f"{model:<22} {metric:<16} {old!s:>16} {new!s:>16} {change:>8}")
+        lines.append(f"{model:<{width}} {metric:<16} {old!s:>16} {new!s:>16} {change:>8}")
     return "\n".join(lines)

@@ -27,7 +27,8 @@ KEYS = {
 }
 EXACT = ["params", "macs", "acts", "saved_bytes", "saved_act_bytes"]
 # Metrics whose samples are per-iteration latencies; `per` says how the metric scales with latency.
-FROM_LATENCY = {"latency_ms_p50": 1, "latency_ms_mean": 1, "latency_ms_min": 1, "throughput_img_s": -1, "achieved_tflops": -1}
+FROM_LATENCY = {"latency_ms_p50": 1, "latency_ms_mean": 1, "latency_ms_min": 1, "latency_ms_p90": 1, "latency_ms_p99": 1,
+                "throughput_img_s": -1, "achieved_tflops": -1}
 HIGHER_IS_BETTER = {"throughput_img_s", "achieved_tflops", "measured_ratio_inverse"}
 BOOTSTRAP = 2000
 SEED = 0
@@ -93,13 +94,28 @@ def _samples_for(folder: Folder, row_id) -> np.ndarray | None:
     return values if len(values) else None
 
 
-def bootstrap_ratio(old: np.ndarray, new: np.ndarray, per: int, seed: int = SEED) -> tuple[float, float, float]:
-    """Ratio new / old of the medians (latency^per), with a 95% percentile-bootstrap interval."""
+# The statistic of the samples each latency metric is: the interval is bootstrapped for that statistic, so that
+# it holds the ratio it is printed beside (a ratio of minima with an interval of medians could lie outside it).
+STATISTICS = {
+    "latency_ms_p50": lambda a, axis=None: np.median(a, axis=axis),
+    "latency_ms_mean": lambda a, axis=None: np.mean(a, axis=axis),
+    "latency_ms_min": lambda a, axis=None: np.min(a, axis=axis),
+    "latency_ms_p90": lambda a, axis=None: np.percentile(a, 90, axis=axis),
+    "latency_ms_p99": lambda a, axis=None: np.percentile(a, 99, axis=axis),
+    "throughput_img_s": lambda a, axis=None: np.median(a, axis=axis),    # batch / the median latency
+    "achieved_tflops": lambda a, axis=None: np.median(a, axis=axis),
+}
+
+
+def bootstrap_ratio(old: np.ndarray, new: np.ndarray, per: int, seed: int = SEED,
+                    statistic=STATISTICS["latency_ms_p50"]) -> tuple[float, float, float]:
+    """Ratio new / old of a statistic of the latencies (median by default; ^per, -1 for a rate), with a 95%
+    percentile-bootstrap interval of that same statistic."""
     rng = np.random.default_rng(seed)
-    old_medians = np.median(rng.choice(old, (BOOTSTRAP, len(old))), axis=1)
-    new_medians = np.median(rng.choice(new, (BOOTSTRAP, len(new))), axis=1)
-    ratios = (new_medians / old_medians) ** per
-    point = (np.median(new) / np.median(old)) ** per
+    old_stats = statistic(rng.choice(old, (BOOTSTRAP, len(old))), axis=1)
+    new_stats = statistic(rng.choice(new, (BOOTSTRAP, len(new))), axis=1)
+    ratios = (new_stats / old_stats) ** per
+    point = (statistic(new) / statistic(old)) ** per
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     return float(point), float(lo), float(hi)
 
@@ -166,7 +182,7 @@ def diff(old: Path | str | Folder, new: Path | str | Folder, on: list[str] | Non
             row["ratio"] = n / o
             old_s, new_s = _samples_for(old_f, r.get("row_id_old")), _samples_for(new_f, r.get("row_id_new"))
             if per is not None and old_s is not None and new_s is not None:
-                _, row["ci_low"], row["ci_high"] = bootstrap_ratio(old_s, new_s, per)
+                _, row["ci_low"], row["ci_high"] = bootstrap_ratio(old_s, new_s, per, statistic=STATISTICS[metric])
                 row["mark"] = "*" if row["ci_low"] > 1 or row["ci_high"] < 1 else "~"
         out_rows.append(row)
     exact = []
@@ -193,10 +209,21 @@ def side_by_side_notes(both: pd.DataFrame) -> list[str]:
     for col, what in CONDITIONS.items():
         if f"{col}_old" not in both or f"{col}_new" not in both:
             continue
-        old, new = (sorted({str(v) for v in both[f"{col}_{side}"].dropna()}) for side in ("old", "new"))
+        old, new = (sorted({_as_text(v) for v in both[f"{col}_{side}"].dropna()}) for side in ("old", "new"))
         if old and new and old != new:
             notes.append(f"{what}: {', '.join(old)} in OLD, {', '.join(new)} in NEW; read the ratios with that in mind")
     return notes
+
+
+def _as_text(value) -> str:
+    """A condition's value as one text whatever type a CSV gave it back as: 2, 2.0 and '2' are all '2'."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, str) and value.lower() in ("true", "false")):
+        return str(value).capitalize()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def _number(v) -> bool:

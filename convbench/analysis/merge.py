@@ -19,14 +19,29 @@ from typing import TYPE_CHECKING, Any
 from convbench.errors import UserError
 from convbench.results import folders
 from convbench.results.environment import now
-from convbench.results.schema import COLUMNS, ENV_FILE, LAYERS_CSV, READER_COLUMNS, ROWS_FILE, SAMPLES_CSV, SAMPLES_PARQUET, STEPS_CSV
+from convbench.results.schema import (
+    COLUMNS,
+    ENV_FILE,
+    LAYERS_CSV,
+    READER_COLUMNS,
+    ROWS_FILE,
+    SAMPLES_CSV,
+    SAMPLES_PARQUET,
+    STEPS_CSV,
+)
 from convbench.results.writers import write_json, write_table
 from convbench.run import rows as row_kinds
+from convbench.run.compare import ComparePlan
+from convbench.run.config import from_payload
+from convbench.run.profile import ProfilePlan
 from convbench.run.sweep import matches
+from convbench.run.train import TrainPlan
 
 if TYPE_CHECKING:
     import pandas as pd
 
+
+PLANS = {plan.kind: plan for plan in (ProfilePlan, ComparePlan, TrainPlan)}
 
 
 @dataclass
@@ -131,20 +146,8 @@ def _read_rows(shard: ShardFolder) -> pd.DataFrame:
 def expected_rows(kind: str, config: dict[str, Any], unit: str) -> list[dict[str, Any]]:
     """The keys of every row a unit owes, in the order a single process writes them: the plan's own answer
     (convbench.run.sweep.Plan.keys), from the sweep's recorded config."""
-    from convbench.run.config import from_payload
-    plan = _plan(kind)
+    plan = PLANS[kind]
     return plan.keys(from_payload(plan.config_class, config, trusted=True), unit)
-
-
-def _plan(kind: str):
-    if kind == "profile":
-        from convbench.run.profile import ProfilePlan
-        return ProfilePlan
-    if kind == "compare":
-        from convbench.run.compare import ComparePlan
-        return ComparePlan
-    from convbench.run.train import TrainPlan
-    return TrainPlan
 
 
 def merge(paths: list[Path | str], out: Path | str, overwrite: bool = False, partial: bool = False) -> Merged:
@@ -153,7 +156,7 @@ def merge(paths: list[Path | str], out: Path | str, overwrite: bool = False, par
     shards = sorted(find_shards([Path(p) for p in paths]), key=lambda s: s.index)
     check(shards)
     kind, units, config = shards[0].kind, shards[0].sweep["units"], shards[0].env.get("config", {})
-    unit_col = _plan(kind).unit_column
+    unit_col = PLANS[kind].unit_column
     owner = {u: s for s in shards for u in s.sweep["units_here"]}
     unowned = [u for u in units if u not in owner]
     if unowned:

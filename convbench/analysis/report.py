@@ -11,17 +11,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
+
+from convbench.analysis.diff import diff
+from convbench.errors import UserError
+from convbench.measure.roofline import intensity
+from convbench.results import folders
+from convbench.results.schema import ENV_FILE
+from convbench.results.folders import atomic_path, write_atomically
+from convbench.results.writers import to_markdown
 
 if TYPE_CHECKING:
     import pandas as pd
-
-from convbench.errors import UserError
-from convbench.results import folders
-from convbench.results.schema import ENV_FILE
-from convbench.results.writers import to_markdown
-
 
 
 @dataclass
@@ -101,7 +102,8 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 
 def _save(fig, report: Report, name: str, title: str, caption: str) -> None:
     fig.tight_layout()
-    fig.savefig(report.out / f"{name}.png", dpi=110)
+    with atomic_path(report.out / f"{name}.png") as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     report.figures.append(Figure(name, title, caption))
 
 
@@ -208,7 +210,6 @@ def _roofline(plt, report: Report, timed: pd.DataFrame, colours: dict, several: 
     import numpy as np
     import pandas as pd
 
-    from convbench.measure.roofline import intensity
     data = timed.dropna(subset=["achieved_tflops", "param_bytes", "acts"])
     if not len(data):
         return
@@ -311,7 +312,6 @@ def _result_folders(root: Path) -> dict[Path, Path]:
 
 def _diff_figures(plt, report: Report, old_root: Path) -> None:
     """Per matched row, NEW / OLD with its interval: one figure per pair of runs found at the same place."""
-    from convbench.analysis.diff import diff
     old_runs, new_runs = _result_folders(old_root), _result_folders(report.folder)
     pairs = [(rel, old_runs[rel], new_runs[rel]) for rel in sorted(new_runs) if rel in old_runs]
     if not pairs:
@@ -444,7 +444,7 @@ def _write_html(report: Report) -> None:
         parts.append(f"<details class='env'><summary>{html.escape(where)}: env.json</summary>"
                      f"<pre>{html.escape(json.dumps(env, indent=1, default=str))}</pre></details>")
     parts.append("</body></html>")
-    report.html_path.write_text("\n".join(parts))
+    write_atomically(report.html_path, "\n".join(parts))
 
 
 def _write_markdown(report: Report) -> None:
@@ -455,4 +455,4 @@ def _write_markdown(report: Report) -> None:
         lines += [f"## {name}", "", to_markdown(table)]
     if report.envs:
         lines += ["## Environment", "", to_markdown(env_table(report.envs))]
-    (report.out / "report.md").write_text("\n".join(lines))
+    write_atomically(report.out / "report.md", "\n".join(lines))

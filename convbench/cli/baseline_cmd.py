@@ -1,39 +1,47 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from convbench.analysis import baseline
+from convbench.cli import options
 from convbench.cli.app import app, console
-from convbench.errors import UserError
+from convbench.cli.fit import plural
+from convbench.cli.project import setting
+from convbench.run.config import parse_input
 
 
 @app.command("baseline")
 def baseline_command(
-    update: Annotated[bool, typer.Option("--update", help="Accept the current counts as the new baseline.")] = False,
-    file: Annotated[Path, typer.Option("--file", help="Baseline JSON.")] = baseline.DEFAULT_FILE,
-    arch: Annotated[str, typer.Option("--arch", help="Check only these zoo models (pattern or comma list).")] = "all",
+    update: Annotated[bool, typer.Option("--update", help="Accept the current counts: write them into the file, "
+                                                           "keeping every other model's entry.")] = False,
+    file: Annotated[Optional[Path], typer.Option("--file", help="Baseline JSON (default: [tool.convbench] baseline, "
+                                                                f"else {baseline.DEFAULT_FILE}).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Zoo names, patterns or package.module:function "
+                                                                     "(default: [tool.convbench] arch, else every zoo model).")] = None,
+    input_size: options.InputSize = None,
+    input_shape: options.InputShape = None,
+    output: options.Output = None,
 ) -> None:
-    """Check (or with --update, accept) the exact counts of every zoo model against the committed baseline."""
-    if update and arch != "all":
-        raise UserError("--update rewrites the whole baseline; leave out --arch")
-    current = baseline.compute_static(arch)
+    """Check (or with --update, accept) exact params, MACs, activations and saved bytes against a committed baseline."""
+    path = Path(setting("baseline", str(file) if file else None, str(baseline.DEFAULT_FILE)))
+    chosen = setting("arch", arch, "all")
+    shape = parse_input(input_size, setting("input-shape", input_shape))
+    existing = baseline.load(path) if path.exists() or not update else {}  # a file that is not a baseline: refused, kept
+    current = baseline.compute_static(chosen, shape, setting("output", output))
     if update:
-        baseline.save(current, file)
-        console.print(f"baseline of {len(current)} models written to {file}", highlight=False)
+        written, kept = baseline.update(current, path)
+        console.print(f"baseline: {plural(written, 'model')} written to {path}"
+                      + (f", {plural(kept, 'other model')} kept as they were" if kept else ""), highlight=False, soft_wrap=True)
         return
-    try:
-        old = baseline.load(file)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"cannot read baseline {file}: {exc}; create it with `convbench baseline --update`") from None
-    if arch != "all":
-        old = {name: counts for name, counts in old.items() if name in current}
+    old = {name: counts for name, counts in existing.items() if name in current or chosen == "all"}
     changes = baseline.diff(old, current)
     if not changes:
-        console.print(f"{len(current)} models match {file} exactly", highlight=False)
+        console.print(f"{plural(len(current), 'model')} match {path} exactly", highlight=False, soft_wrap=True)
         return
-    console.print(baseline.format_diff(changes), markup=False, highlight=False)
-    console.print(f"{len(changes)} differences; if intended, accept them with `convbench baseline --update`", highlight=False)
+    console.print(baseline.format_diff(changes), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{plural(len(changes), 'difference')}; if intended, accept them with `convbench baseline --update`"
+                  + (f" --arch {chosen}" if chosen != "all" else "") + (f" --file {path}" if file else ""), highlight=False, soft_wrap=True)
     raise typer.Exit(1)

@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Read at every call: the width of this terminal now (tests and scripts set COLUMNS per call).
     console.width = terminal_width()
     _on_termination()
+    # A path that is not UTF-8 (a folder named in another encoding) is printed escaped, never a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="convbench", standalone_mode=False)
     except UserInterrupt as exc:

@@ -5,17 +5,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from convbench.analysis.merge import ROWS_FILE, merge
+from convbench.cli import compare_cmd, profile_cmd, train_cmd
 from convbench.cli.app import app, console
 from convbench.cli.sweep import exit_code
 from convbench.cli.sweep import show as show_rows
 from convbench.cli.tables import print_profile
 from convbench.errors import UserError
-from convbench.analysis.merge import ROWS_FILE, merge
 
 
 def show(kind: str, frame, where: str) -> None:
     """A merged sweep on screen, as its own command prints it."""
-    from convbench.cli import compare_cmd, profile_cmd, train_cmd
     if kind == "profile":
         timed = "latency_ms_p50" in frame and frame["latency_ms_p50"].notna().any()
         show_rows(frame, where, lambda f, w: print_profile(console, f, "all" if timed else "static", w), profile_cmd.BUSY_LABEL)

@@ -20,6 +20,10 @@ Tf32 = Annotated[Optional[bool], typer.Option("--tf32/--no-tf32", help="TF32 for
 Threads = Annotated[Optional[int], typer.Option("--threads", help="torch threads in the measuring process (default: torch's).")]
 InputSize = Annotated[Optional[int], typer.Option("--input-size", help="Square input size for every model (default: "
                                                                         "each model's own).")]
+InputShape = Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W of every model's input: any channel count, "
+                                                                        "non-square (--input-size N is 3,N,N).")]
+Output = Annotated[Optional[str], typer.Option("--output", help="What to take from a forward that returns a dict or a "
+                                                                "tuple: its key, or its index (default: logits/out, or the first).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 for any row that is not ok (partial and oom included).")]
 Formats = Annotated[str, typer.Option("--format", help="Comma list of csv, json, md, parquet (csv is always written).")]

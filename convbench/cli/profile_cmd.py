@@ -10,7 +10,7 @@ from convbench.cli.app import LazyProgress, app, console
 from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import print_profile
-from convbench.run.config import ProfileConfig, parse_int_list, parse_list
+from convbench.run.config import ProfileConfig, parse_input, parse_int_list, parse_list
 from convbench.run.modes import modes_from_flags
 from convbench.run.profile import run_profile
 
@@ -43,6 +43,8 @@ def profile_command(
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
     min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed work per row when --iters is not given.")] = 1.0,
     input_size: options.InputSize = None,
+    input_shape: options.InputShape = None,
+    output: options.Output = None,
     out: Out = None,
     overwrite: options.Overwrite = False,
     strict: options.Strict = False,
@@ -57,12 +59,13 @@ def profile_command(
     """Measure params, MACs, activations, memory and latency; one row per model, batch size and mode."""
     formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
     batch_sizes, run_modes = parse_int_list(batch_size, "--batch-size"), modes_from_flags(mode, compile, cuda_graphs)
+    shape = parse_input(input_size, input_shape)
 
     def make_config(folder: Path, dev: str, part: tuple | None) -> ProfileConfig:
         return ProfileConfig(
             arch=arch, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, modes=run_modes,
             cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters,
-            min_time=min_time, input_size=input_size, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer,
+            min_time=min_time, input_size=shape, output=output, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer,
             counter=counter, isolate=isolate, timeout=timeout, shard=part, ceiling=with_ceiling)
 
     def measure(config: ProfileConfig) -> int:

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from convbench.analysis.merge import merge
+from convbench.cli.app import console
+from convbench.cli.fit import plural
+from convbench.cli.report_cmd import print_report
+from convbench.cli.tables import busy_warning, closing_line
+from convbench.errors import UserError, UserInterrupt
 from convbench.results import folders as outdirs
 from convbench.run import engines, rows
 from convbench.run import shard as shards
-from convbench.cli.app import console
-from convbench.cli.fit import plural
-from convbench.errors import UserError, UserInterrupt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,7 +59,6 @@ def interrupted(count: int, path: str, signal_number: int = 2) -> UserInterrupt:
 def show(frame: pd.DataFrame, where: str, print_table: Callable[[pd.DataFrame, str], None],
          busy_label: Callable[[dict[str, Any]], str], stopped: bool = False) -> None:
     """A sweep's rows on screen: its table, a warning naming rows timed on a busy machine, the closing line."""
-    from convbench.cli.tables import busy_warning, closing_line
     if len(frame):
         print_table(frame, where)
     warning = busy_warning(frame, busy_label)
@@ -87,7 +89,6 @@ class Screen:
                 interrupt.exit_code = 128 + stopped
             raise interrupt or interrupted(len(frame), where, stopped)
         if self.report:
-            from convbench.cli.report_cmd import print_report
             print_report(folder)
         return exit_code(frame, self.strict)
 
@@ -107,7 +108,6 @@ def run_sweep(command: str, shard_option: str | None, out: Path | None, overwrit
             return measure(make_config(folder, device, None))
     key = (shard.index, shard.count, shard.source)
     if shard.source == "torchrun" and not engines.worker_process():
-        from convbench.analysis.merge import merge
         device = engines.local_device(device)
         root = out or engines.default_out(command)
         make_config(shards.shard_folder(root, shard), device, key)  # every rank checks the options before measuring

@@ -12,7 +12,7 @@ from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import busy_mark, legends, print_notes, share_cell, status_cell
 from convbench.errors import UserError, UserInterrupt
-from convbench.run.config import TrainConfig
+from convbench.run.config import TrainConfig, parse_input
 from convbench.run.train import run_train
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ def train_command(
     data: Annotated[str, typer.Option(help="synthetic, cifar10:PATH or folder:PATH.")] = "synthetic",
     seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
     input_size: options.InputSize = None,
+    input_shape: options.InputShape = None,
+    output: options.Output = None,
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between loss lines and the window of final loss/accuracy.")] = 10,
     compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
@@ -52,10 +54,12 @@ def train_command(
     report: options.Report = False,
 ) -> None:
     """Short training runs: step time, images/s, memory, the loss curve and held-out accuracy."""
+    shape = parse_input(input_size, input_shape)
+
     def make_config(folder: Path, dev: str, part: tuple | None) -> TrainConfig:
         return TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=dev, dtype=dtype, channels_last=channels_last,
                            compile=compile, lr=lr, data=data, seed=seed, out=folder, overwrite=overwrite,
-                           nproc_per_node=nproc_per_node, compare=compare, input_size=input_size, log_every=log_every,
+                           nproc_per_node=nproc_per_node, compare=compare, input_size=shape, output=output, log_every=log_every,
                            isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
                            shard=part)
 

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Protocol
 
+from convbench import children
 from convbench.run.isolate import LineReader
 
 WORKER_MODULE = "convbench_gate_worker"
@@ -46,7 +47,7 @@ class Worker:
             else:
                 env[key] = value
         self._stderr = tempfile.TemporaryFile("w+")
-        self._proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, cases_module, device], cwd=tree, env=env,
+        self._proc = children.popen([sys.executable, "-m", WORKER_MODULE, cases_module, device], cwd=tree, env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self._reader = LineReader(self._proc.stdout)
 

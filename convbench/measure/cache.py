@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from convbench.errors import DiskFull, RowFailure, error_text, is_oom
+from convbench.errors import DiskFull, RowFailure, UserError, error_text, is_oom
 from convbench.results.folders import write_atomically
 
 
@@ -62,19 +62,29 @@ def _is_fact(exc: BaseException) -> bool:
     """A failure that will happen again with the same code: an op that does not exist, a shape that cannot be.
     Running out of memory, a timeout, a signal or a file system error says something of this moment, not of the
     model, and is never kept."""
-    if is_oom(exc) or isinstance(exc, (OSError, TimeoutError, KeyboardInterrupt, SystemExit)):
+    if is_oom(exc) or isinstance(exc, (OSError, TimeoutError, KeyboardInterrupt, SystemExit, UserError)):
         return False
     cause = exc.__cause__ or exc.__context__
     return cause is None or _is_fact(cause)
 
 
-def _valid(entry: Any) -> bool:
-    """An entry as convbench writes them: a failure's text, or counts (non-negative integers, and the op list)."""
-    if not isinstance(entry, dict) or not entry:
+# What an entry of each kind must hold, as non-negative integers (keys read `<model>@<input>:<kind>:...`).
+REQUIRED = {"counts": ("params", "param_bytes", "macs", "acts"), "saved": ("saved_bytes", "saved_act_bytes")}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _valid(key: Any, entry: Any) -> bool:
+    """An entry as convbench writes them: a failure's text, or the counts its kind holds."""
+    if not isinstance(key, str) or not isinstance(entry, dict) or not entry:
         return False
     if _FAILED in entry:
         return isinstance(entry[_FAILED], str) and len(entry) == 1
-    return all((isinstance(v, int) and not isinstance(v, bool) and v >= 0) or isinstance(v, str) for v in entry.values())
+    kind = key.split(":")[1] if ":" in key else ""
+    return all(_count(entry.get(k)) for k in REQUIRED.get(kind, ())) and \
+        all(_count(v) or isinstance(v, str) for v in entry.values())
 
 
 class CountCache:
@@ -96,7 +106,7 @@ class CountCache:
             return self._distrust(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:100]}")
         if not isinstance(data, dict):
             return self._distrust(path, f"it holds a {type(data).__name__}, not counts")
-        good = {k: v for k, v in data.items() if isinstance(k, str) and _valid(v)}
+        good = {k: v for k, v in data.items() if _valid(k, v)}
         if len(good) < len(data):
             sys.stderr.write(f"convbench: {len(data) - len(good)} entries of the count cache {path} are not what convbench "
                              "writes; they are counted again\n")

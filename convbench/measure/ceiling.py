@@ -267,7 +267,7 @@ def measure(device: str = "cpu", dtypes: tuple[str, ...] = ("fp32",), timer: Tim
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return Ceiling(cache_key(facts), facts, compute, bandwidth, datasheet(dev), time.perf_counter() - started, now(),
-                   host_load.others_share(load, host_load.snapshot()))
+                   host_load.window_columns(load).get("host_busy"))
 
 
 def load(key: str) -> tuple[Ceiling | None, str | None]:

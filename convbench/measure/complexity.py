@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from convbench.measure.meta import build_on_meta, fast_batch_norm
+from convbench.zoo.outputs import auxiliary, logits_of
 from convbench.zoo.registry import get_model_info
 
 
@@ -36,10 +38,9 @@ def param_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def build_on_meta(name: str, **overrides: Any) -> nn.Module:
-    """Build without allocating or initialising weights: counts never depend on weight values."""
-    from convbench.measure.meta import build_on_meta as meta_mode
-    with meta_mode():
+def zoo_model_on_meta(name: str, **overrides: Any) -> nn.Module:
+    """A zoo model built without allocating or initialising weights: counts never depend on weight values."""
+    with build_on_meta():
         return get_model_info(name).build(**overrides)
 
 
@@ -114,11 +115,9 @@ _NOT_COMPUTE = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", 
 
 def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: bool = False) -> dict[str, Any]:
     """MACs and activations (outputs of conv and matmul-like ops) per image, from one eval forward on the meta
-    device under a dispatch mode. `model` must be on meta (build it with `build_on_meta` or `spec.build("meta")`)."""
+    device under a dispatch mode. `model` must be on meta (build it with `zoo_model_on_meta` or `spec.build("meta")`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from convbench.measure.meta import fast_batch_norm
-    from convbench.zoo.outputs import logits_of
 
     stack: list[str] = []
     per_module: dict[str, list[int]] = {}
@@ -272,8 +271,6 @@ def training_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     included where the model runs them in training), counted on the meta device. `model` must be on meta."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from convbench.measure.meta import fast_batch_norm
-    from convbench.zoo.outputs import auxiliary, logits_of
 
     total = [0]
 
@@ -316,7 +313,7 @@ def _drop_batch_norm(module: nn.Module) -> None:
 
 def static_summary(name: str, input_size: int | None = None, **overrides: Any) -> dict[str, Any]:
     """params, MACs and activations per image from a meta-device build: what `convbench list` prints."""
-    model = build_on_meta(name, **overrides)
+    model = zoo_model_on_meta(name, **overrides)
     params = count_params(model)
     _drop_batch_norm(model)
     counts = analytic_counts(model, input_shape_for(name, 1, input_size))

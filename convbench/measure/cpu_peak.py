@@ -8,18 +8,18 @@ import json
 import sys
 
 from convbench.measure import rss
+from convbench.measure.complexity import materialize
+from convbench.measure.device import DTYPES, input_batch
+from convbench.measure.memory import peaks
+from convbench.zoo.specs import resolve_models
 
 
 def measure(request: dict) -> dict:
     import torch
 
-    from convbench.measure.complexity import materialize
-    from convbench.measure.device import DTYPES, input_batch
-    from convbench.measure.memory import peaks
-    from convbench.zoo.specs import resolve_models
 
     rss.release_freed_memory()
-    spec = resolve_models(request["model"], tuple(request["input_shape"]))[0]
+    spec = resolve_models(request["model"], tuple(request["input_shape"]), request.get("output"))[0]
     model = materialize(spec.build("meta"))
     x = input_batch(request["batch_size"], spec.input_shape, "cpu", request["channels_last"]).zero_()
     if request["channels_last"]:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from convbench.measure.quiet import profiler_chatter_dropped
+
 LAUNCH_BOUND = 0.5
 NOT_KERNELS = ("gpu_memcpy", "gpu_memset", "gpu_user_annotation")
 NO_KERNELS_NOTE = "device time: the profiler recorded no GPU kernel, so there is no figure"
@@ -51,7 +53,6 @@ def kernel_busy_ms(events: Iterable[Any], iters: int) -> float | None:
 def profile_events(forward: Callable[[], Any], device: torch.device, iters: int) -> list[Any]:
     from torch.profiler import ProfilerActivity, profile
 
-    from convbench.measure.quiet import profiler_chatter_dropped
     torch.cuda.synchronize(device)
     with profiler_chatter_dropped(), profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(iters):

@@ -134,8 +134,8 @@ def cpu_peaks_in_child(spec: ModelSpec, batch_size: int, dtype: str, channels_la
     of its own (a process's peak RSS only rises)."""
     if not sys.platform.startswith("linux"):
         return {"mem_note": "CPU peak memory needs Linux (/proc/self/clear_refs)"}
-    request = {"model": spec.name, "input_shape": list(spec.input_shape), "batch_size": batch_size, "dtype": dtype,
-               "channels_last": channels_last}
+    request = {"model": spec.name, "input_shape": list(spec.input_shape), "output": spec.output, "batch_size": batch_size,
+               "dtype": dtype, "channels_last": channels_last}
     proc = children.run([sys.executable, "-m", "convbench.measure.cpu_peak", json.dumps(request)], timeout=timeout,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=children.env())
     if proc.returncode != 0:

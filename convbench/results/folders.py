@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from convbench.errors import DiskFull, UserError
-from convbench.results.schema import ENV_FILE, ROWS_FILE, SAMPLES_CSV, SAMPLES_PARQUET
+from convbench.results.schema import ENV_FILE, FORMATS, LAYERS_CSV, ROWS_FILE, SAMPLES_CSV, SAMPLES_PARQUET, STEPS_CSV
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,10 +30,9 @@ RUNS = Path("runs")
 LOCK = ".convbench.lock"
 # The files a run of each command writes; their presence is what "DIR holds a run" means.
 RUN_FILES = {
-    "profile": ("profile.csv", "profile.json", "profile.md", "profile.parquet", "layers.csv", SAMPLES_CSV,
-                SAMPLES_PARQUET, ENV_FILE),
-    "compare": ("compare.csv", "compare.json", "compare.md", "compare.parquet", SAMPLES_CSV, SAMPLES_PARQUET, ENV_FILE),
-    "train": ("train.csv", "train_steps.csv", ENV_FILE),
+    "profile": (*(f"profile.{f}" for f in FORMATS), LAYERS_CSV, SAMPLES_CSV, SAMPLES_PARQUET, ENV_FILE),
+    "compare": (*(f"compare.{f}" for f in FORMATS), SAMPLES_CSV, SAMPLES_PARQUET, ENV_FILE),
+    "train": (ROWS_FILE["train"], STEPS_CSV, ENV_FILE),
 }
 MARKERS = tuple(ROWS_FILE.values())
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -169,7 +168,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def write_atomically(path: Path, text: str) -> None:
     with atomic_path(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, errors="backslashreplace")  # a non-UTF-8 folder name, escaped
 
 
 # The columns without which convbench cannot read a rows file as its kind.

@@ -156,6 +156,7 @@ COMPARE_READER_COLUMNS = ["case", "variant", "batch_size", "mode", "macs", "clai
                           "ratio_ci_low", "ratio_ci_high", "device_ratio", "gpu_busy", "verdict", "status", "error"]
 
 # The files of a results folder.
+FORMATS = ("csv", "json", "md", "parquet")  # the rows file's formats: profile.csv, profile.json, ...
 ENV_FILE = "env.json"
 SAMPLES_CSV = "samples.csv"
 SAMPLES_PARQUET = "samples.parquet"

@@ -121,10 +121,10 @@ class ResultSink:
         row = finished.values
         if "row_id" in self.columns:
             row["row_id"] = len(self.rows)
+        if self._writer:
+            self._writer.write(row)  # first: a row the disk cannot take is not counted as written
         self.rows.append(row)
         self.layers += finished.layers
-        if self._writer:
-            self._writer.write(row)
         if self._samples and finished.samples:
             self._samples.write(row["row_id"], finished.samples)
         if self.on_row:

@@ -22,6 +22,7 @@ from convbench.results.schema import COMPARE_COLUMNS, COMPARE_READER_COLUMNS
 from convbench.run import modes, rows, settings, sweep
 from convbench.run.config import CompareConfig
 from convbench.run.rows import Row
+from convbench.zoo.blocks.resnext import GroupedBottleneck, load_from_grouped
 from convbench.zoo.comparisons import Case, Variant, get_cases
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -
     """For the ResNeXt forms: map (c)'s weights into (a) and (b) and compare outputs. In full fp32 on every device
     (TF32 off for the check): with TF32 a GPU's convolutions round to 10 bits of mantissa and the forms would
     differ by about 1e-2, which says nothing about whether they compute the same function."""
-    from convbench.zoo.blocks.resnext import GroupedBottleneck, load_from_grouped
     base = variants[case.variants[0].name]
     if not isinstance(base, GroupedBottleneck):
         return {}

@@ -16,10 +16,10 @@ import torch
 
 from convbench.errors import UserError
 from convbench.measure.device import DTYPES, validate_device
+from convbench.results.schema import FORMATS
 from convbench.run import modes
 from convbench.zoo.comparisons import TRAIN_PAIRS
 
-FORMATS = ("csv", "json", "md", "parquet")
 METRICS = ("static", "all")
 COUNTERS = ("dispatch", "fvcore")
 # Beyond these a number is a typo or an attack, not a run: each would take longer than any sweep is worth.
@@ -77,6 +77,7 @@ class ProfileConfig(SweepConfig):
     iters: int | None = None
     min_time: float = 1.0
     input_size: int | tuple[int, int, int] | None = None   # a square size, or C, H, W
+    output: str | None = None          # the entry of a forward's dict or tuple output to take (convbench.zoo.outputs)
     formats: tuple[str, ...] = ("csv",)
     by_layer: bool = False
     cpu_memory: bool = True
@@ -150,6 +151,7 @@ class TrainConfig(SweepConfig):
     nproc_per_node: int = 1
     compare: str | None = None
     input_size: int | tuple[int, int, int] | None = None
+    output: str | None = None
     log_every: int = 10
     warmup_steps: int = 3
     timeout: float = 1800.0            # seconds a child may stay silent (no step) before it is killed
@@ -249,6 +251,20 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(v) for v in parts)
     except ValueError:
         raise UserError(f"{what} must be integers separated by commas, got {text!r}") from None
+
+
+def parse_input(size: int | None, shape: str | None) -> int | tuple[int, int, int] | None:
+    """--input-size N (a square of 3 channels) or --input-shape C,H,W; not both."""
+    if size is not None and shape is not None:
+        raise UserError("--input-size and --input-shape both give the input; keep one")
+    if shape is None:
+        return size
+    parts = parse_int_list(shape, "--input-shape")
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) != 3:
+        raise UserError(f"--input-shape is C,H,W (three integers), got {shape!r}")
+    return parts
 
 
 def parse_percent(text: str, what: str) -> float:

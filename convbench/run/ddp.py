@@ -69,6 +69,7 @@ def rank_main(request: dict[str, Any]) -> None:
     summary where the launcher reads it."""
     import torch.distributed as dist
 
+    children.die_with_parent()  # torchrun, killed with the run that launched it, takes its ranks with it
     raw = from_payload(TrainConfig, request["config"], trusted=True)
     device = torch.device(local_device(raw.device))
     config = from_payload(TrainConfig, {**request["config"], "out": None, "nproc_per_node": 1, "device": str(device)},

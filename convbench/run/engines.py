@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from convbench import children
 from convbench.errors import UserError
 from convbench.run.shard import Shard, shard_folder
 
@@ -66,6 +67,7 @@ def _describe_exit(code: int | None) -> dict[str, Any]:
 
 
 def _worker(work: Callable[[Path, str], int], folder: Path, device: str) -> None:
+    children.die_with_parent()
     log = open(folder / "log.txt", "a", buffering=1)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)

@@ -43,9 +43,16 @@ def measuring() -> Iterator[None]:
 
 
 def count() -> int:
-    """Sweeps measuring on this host now, this one included (at least 1)."""
+    """Sweeps measuring on this host now, this one included (at least 1). The mark of a process that is gone (a
+    sweep killed with -9 has no chance to remove its own) is ignored and removed."""
     try:
-        pids = [int(p.name) for p in _folder().iterdir() if p.name.isdigit()]
+        marks = [p for p in _folder().iterdir() if p.name.isdigit()]
     except OSError:
         return 1
-    return max(1, sum(1 for pid in pids if _alive(pid)))
+    alive = 0
+    for mark in marks:
+        if _alive(int(mark.name)):
+            alive += 1
+        else:
+            mark.unlink(missing_ok=True)
+    return max(1, alive)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from torch import nn
 
-from convbench.errors import RowFailure, error_text
+from convbench import children
+from convbench.errors import RowFailure, UserError, error_text
 from convbench.measure import ceiling, device_time, host_load, layer_times, memory, roofline, timing
 from convbench.measure.cache import CountCache
 from convbench.measure.counts import model_counts
@@ -109,7 +110,7 @@ def _counted(spec: ModelSpec, config: ProfileConfig) -> dict[str, Any]:
     from the cache as when it happened."""
     try:
         return model_counts(spec, config.by_layer, config.counter)
-    except RowFailure:
+    except (RowFailure, UserError):
         raise
     except Exception as exc:
         raise RowFailure(f"counting failed: {error_text(exc)}") from exc
@@ -117,6 +118,11 @@ def _counted(spec: ModelSpec, config: ProfileConfig) -> dict[str, Any]:
 
 # What a forked counting worker needs, set by the parent just before it forks (fork copies it).
 _FORKED: dict[str, Any] = {}
+
+
+def _counting_worker_start() -> None:
+    torch.set_num_threads(1)
+    children.die_with_parent()
 
 
 def _count_in_worker(index: int) -> tuple[list[Row], dict[str, Any]]:
@@ -137,7 +143,7 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
         self.cache = CountCache()
 
     def units(self) -> list[ModelSpec]:
-        return resolve_models(self.config.arch, self.config.input_size)
+        return resolve_models(self.config.arch, self.config.input_size, self.config.output)
 
     def name(self, spec: ModelSpec) -> str:
         return spec.name
@@ -181,6 +187,8 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
         try:
             counts = self._cached(spec, f"counts:{config.counter}", lambda: _counted(spec, config))
             counts["counter"] = config.counter
+        except UserError:
+            raise
         except Exception as exc:  # a model that cannot be built or traced still gets its rows
             for key in self.keys(config, spec.name):
                 yield rows.failure(self.describe(spec, key), config, exc, "compile" in key["mode"])
@@ -218,7 +226,7 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
             return
         import multiprocessing
         _FORKED.update(plan=self, units=units)
-        pool = multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_counting_worker_start)
         try:
             for found, entries in pool.imap(_count_in_worker, range(len(units))):  # in order, as each model finishes
                 self.cache.merge(entries)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from convbench.errors import RowFailure, error_text, is_oom
+from convbench.errors import RowFailure, UserError, error_text, is_oom
 from convbench.results.environment import now
 from convbench.run import settings
 
@@ -160,6 +160,8 @@ class Builder:
             self.on_stage(label, self.stage_key)
         try:
             return make()
+        except UserError:
+            raise  # bad input (an --output the forward lacks) ends the run in one line, not one row
         except (Exception, SystemExit) as exc:
             if is_oom(exc) and torch.cuda.is_available():
                 torch.cuda.empty_cache()

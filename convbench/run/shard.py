@@ -46,6 +46,8 @@ def parse(text: str) -> Shard:
     if not match:
         raise UserError(f"--shard takes I/N, shard I of N counted from 1 (1/2 and 2/2 make a sweep of two), got {text!r}")
     index, count = int(match.group(1)), int(match.group(2))
+    if count > MAX_SHARDS:
+        raise UserError(f"--shard {text}: {count} shards is beyond any real sweep (at most {MAX_SHARDS:,})")
     if count < 1:
         raise UserError(f"--shard {text}: a sweep has at least one shard")
     if not 1 <= index <= count:
@@ -54,13 +56,23 @@ def parse(text: str) -> Shard:
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> Shard | None:
-    """torchrun's RANK/WORLD_SIZE, else a Slurm array's task id and count; None outside both (or a world of one)."""
+    """torchrun's RANK/WORLD_SIZE, else a Slurm array's task id and count; None outside both (or a world of one).
+    Variables that cannot describe a real launch (a rank outside its world, a rank without a world) are refused in
+    one line: a process that waited for peers that will never come would hang."""
     env = os.environ if env is None else env
-    if "RANK" in env and "WORLD_SIZE" in env:
+    if ("RANK" in env) != ("WORLD_SIZE" in env):
+        have, lack = ("RANK", "WORLD_SIZE") if "RANK" in env else ("WORLD_SIZE", "RANK")
+        raise UserError(f"{have} is set but {lack} is not: torchrun sets both; unset {have} to run on your own")
+    if "RANK" in env:
         rank, world = _int(env, "RANK"), _int(env, "WORLD_SIZE")
+        if not 1 <= world <= MAX_SHARDS or not 0 <= rank < world:
+            raise UserError(f"RANK={rank} WORLD_SIZE={world} cannot be one process of a torchrun launch (RANK counts "
+                            f"from 0 to WORLD_SIZE - 1)")
         return Shard(rank + 1, world, "torchrun") if world > 1 else None
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
         task, count = _int(env, "SLURM_ARRAY_TASK_ID"), _int(env, "SLURM_ARRAY_TASK_COUNT")
+        if count > MAX_SHARDS:
+            raise UserError(f"SLURM_ARRAY_TASK_COUNT={count} is beyond any real array (at most {MAX_SHARDS:,})")
         first = _int(env, "SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else 0
         if count > 1:
             if not 0 <= task - first < count:
@@ -68,6 +80,9 @@ def from_environment(env: Mapping[str, str] | None = None) -> Shard | None:
                                 "contiguous, e.g. --array=0-7")
             return Shard(task - first + 1, count, "slurm")
     return None
+
+
+MAX_SHARDS = 1_000_000
 
 
 def _int(env: Mapping[str, str], name: str) -> int:

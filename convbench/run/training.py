@@ -28,7 +28,7 @@ from convbench.run.config import TrainConfig
 from convbench.run.data import Dataset, load_data
 from convbench.run.modes import compiled
 from convbench.zoo.comparisons import TRAIN_PAIRS
-from convbench.zoo.outputs import ForwardOutputError, auxiliary, logits_of
+from convbench.zoo.outputs import ForwardOutputError, auxiliary, logits_of, pick_output
 from convbench.zoo.registry import get_model_info, list_models
 from convbench.zoo.specs import input_shape, resolve_models
 
@@ -53,17 +53,22 @@ def sides_for(config: TrainConfig) -> list[Side]:
         for label, name, overrides in TRAIN_PAIRS[config.compare]:
             info = get_model_info(name)
             out.append(Side(label, name, info.family, input_shape(config.input_size, info.input_size),
-                            lambda n, info=info, overrides=overrides: info.build(num_classes=n, **overrides)))
+                            lambda n, info=info, overrides=overrides: _picked(info.build(num_classes=n, **overrides), config)))
         return out
     out = []
     zoo = set(list_models())
-    for spec in resolve_models(config.arch, config.input_size):
+    for spec in resolve_models(config.arch, config.input_size, config.output):
         if spec.name in zoo:
             info = get_model_info(spec.name)
-            out.append(Side(spec.name, spec.name, spec.family, spec.input_shape, lambda n, info=info: info.build(num_classes=n)))
+            out.append(Side(spec.name, spec.name, spec.family, spec.input_shape,
+                            lambda n, info=info: _picked(info.build(num_classes=n), config)))
         else:  # a user's module:function decides its own classes
             out.append(Side(spec.name, spec.name, spec.family, spec.input_shape, lambda n, spec=spec: spec.build("cpu")))
     return out
+
+
+def _picked(module: nn.Module, config: TrainConfig) -> nn.Module:
+    return pick_output(module, config.output) if config.output is not None else module
 
 
 def _loss(out: Any, y: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:

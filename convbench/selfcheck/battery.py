@@ -16,9 +16,20 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from convbench.errors import error_text
-from convbench.measure import timing
-from convbench.measure.device import synchronize
+from convbench.errors import UserError, error_text
+from convbench.measure import complexity, memory, timing
+from convbench.measure.ceiling import obtain
+from convbench.measure.device import autocast, synchronize, validate_device
+from convbench.results.environment import environment
+from convbench.run.config import ProfileConfig, TrainConfig
+from convbench.run.data import Dataset
+from convbench.run.modes import CUDA_ONLY, MODES, prepare
+from convbench.run.profile import run_profile
+from convbench.run.training import Side, train_side
+from convbench.selfcheck import machine as probes
+from convbench.selfcheck.fixtures import Sleeps
+from convbench.zoo.registry import create_model
+from convbench.zoo.specs import resolve_models
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,8 +47,6 @@ class Check:
 
 
 def _default_sweep(ctx: "Context") -> None:
-    from convbench.run.config import ProfileConfig
-    from convbench.run.profile import run_profile
     run_profile(ProfileConfig(arch="resnet18,googlenet,alexnet", device=str(ctx.device), batch_sizes=(2,), input_size=64,
                               iters=2, warmup=1, cpu_memory=False, isolate=False))
 
@@ -46,8 +55,6 @@ def _default_counts(ctx: "Context") -> dict[str, int]:
     """MACs of resnet18 by every counter at hand (fvcore only where it is installed: a GPU image may lack it),
     and saved bytes on the meta device against the real device."""
     import importlib.util
-    from convbench.measure import complexity, memory
-    from convbench.zoo.specs import resolve_models
     spec = resolve_models("resnet18", 64 if ctx.quick else None)[0]
     shape = spec.batch_shape(1)
     real = memory.count_saved_bytes(complexity.materialize(spec.build("meta"), ctx.device),
@@ -79,7 +86,6 @@ class Context:
 
 
 def machine(ctx: Context) -> Check:
-    from convbench.selfcheck import machine as probes
     facts, warnings = probes.cpu_findings()
     if ctx.cuda:
         gpu_facts, gpu_warnings = probes.gpu_findings(ctx.device)
@@ -94,8 +100,6 @@ def machine(ctx: Context) -> Check:
 
 
 def _fidelity_workload(ctx: Context) -> tuple[Callable[[], Any], str]:
-    from convbench.measure.device import autocast
-    from convbench.zoo.registry import create_model
     torch.manual_seed(0)
     if ctx.cuda:  # a batch that keeps the GPU busy, where launch overhead cannot decide the ratio
         model = create_model("resnet50").to(ctx.device).eval().to(memory_format=torch.channels_last)
@@ -157,7 +161,6 @@ def timer_truth(ctx: Context) -> Check:
     """A workload of known duration must be measured as that duration."""
     if not ctx.cuda:
         expected = 0.010 if ctx.quick else 0.020
-        from convbench.selfcheck.fixtures import Sleeps
         model, x = Sleeps(expected), torch.zeros(1)
         samples = ctx.timer(lambda: model(x), ctx.device, 1, 10 if ctx.quick else 20, 0.1)
         ratio = statistics.median(samples) / (expected * 1e3)
@@ -219,13 +222,11 @@ def counts_agree(ctx: Context) -> Check:
 
 def _modes(ctx: Context) -> list[str]:
     """Every mode of this device; --quick leaves out the compiled ones (a minute or more of compilation each)."""
-    from convbench.run.modes import CUDA_ONLY, MODES
     return [m for m in MODES if (ctx.cuda or m not in CUDA_ONLY) and not (ctx.quick and "compile" in m)]
 
 
 def modes(ctx: Context) -> Check:
     """Every mode this device supports runs, and its output matches eager's."""
-    from convbench.run.modes import prepare
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).to(ctx.device).eval()
@@ -260,8 +261,6 @@ def isolation(ctx: Context) -> Check:
     rows record the settings the child applied (cuDNN autotuning off here, the opposite of the default) and the
     child's own process id."""
     import os
-    from convbench.run.config import ProfileConfig
-    from convbench.run.profile import run_profile
     rows = run_profile(ProfileConfig(arch="convbench.selfcheck.fixtures:killer,convbench.selfcheck.fixtures:tiny",
                                      device=str(ctx.device), batch_sizes=(1, 2), input_size=16, iters=2, warmup=0,
                                      cpu_memory=False, isolate=True, timeout=120, cudnn_benchmark=False)).rows
@@ -279,9 +278,6 @@ def isolation(ctx: Context) -> Check:
 
 def training(ctx: Context) -> Check:
     """A few steps on a fixed batch: finite losses that go down, in every dtype the device trains in."""
-    from convbench.run.data import Dataset
-    from convbench.run.config import TrainConfig
-    from convbench.run.training import Side, train_side
     dtypes = ["fp32", "bf16"] + (["fp16"] if ctx.cuda else [])
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(16, 3, 32, 32, generator=gen)
@@ -306,9 +302,6 @@ def training(ctx: Context) -> Check:
 def within_peak(ctx: Context) -> Check:
     """No timed row of a small sweep above 100% of this machine's measured ceiling: a count or a ceiling that is
     wrong shows here first."""
-    from convbench.measure.ceiling import obtain
-    from convbench.run.config import ProfileConfig
-    from convbench.run.profile import run_profile
     peak, _ = obtain(str(ctx.device), ("fp32",))
     rows = run_profile(ProfileConfig(arch="resnet18,googlenet,alexnet", device=str(ctx.device), batch_sizes=(2,), input_size=64,
                                      iters=3, warmup=1, cpu_memory=False, isolate=False)).rows
@@ -390,8 +383,6 @@ class SelfcheckResult:
 
 
 def validate(device: str, only: list[str] | None) -> None:
-    from convbench.measure.device import validate_device
-    from convbench.errors import UserError
     validate_device(device)
     unknown = [n for n in (only or []) if n not in CHECKS]
     if unknown:
@@ -401,7 +392,6 @@ def validate(device: str, only: list[str] | None) -> None:
 def run_selfcheck(device: str = "cpu", quick: bool = False, only: list[str] | None = None, context: Context | None = None,
                   on_check: Callable[[Check], None] | None = None) -> SelfcheckResult:
     """The battery as a library call; `.frame` is one row per check."""
-    from convbench.results.environment import environment
     validate(device, only)
     ctx = context or Context(torch.device(device), quick)
     started = time.perf_counter()

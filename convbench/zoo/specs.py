@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -11,7 +13,7 @@ import torch
 from torch import nn
 
 from convbench.errors import RowFailure, UserError, error_text
-from convbench.zoo.outputs import describe
+from convbench.zoo.outputs import describe, pick_output
 from convbench.zoo.registry import get_model_info, list_models
 
 
@@ -24,6 +26,7 @@ class ModelSpec:
     family: str
     input_shape: Shape
     builder: Callable[[], nn.Module] = field(repr=False)
+    output: str | None = None          # --output: the entry of the forward's output to take (convbench.zoo.outputs)
 
     @property
     def input_size(self) -> int:
@@ -55,7 +58,7 @@ class ModelSpec:
             raise BuildError(f"building the model failed: {error_text(exc)}") from exc
         if not isinstance(module, nn.Module):
             raise BuildError(f"the builder returned {describe(module)}, not an nn.Module")
-        return module
+        return pick_output(module, self.output) if self.output is not None else module
 
 
 class BuildError(RowFailure):
@@ -68,11 +71,21 @@ def _shared_meta_build(spec: ModelSpec) -> nn.Module:
 
 
 def _import_builder(spec: str) -> Callable[..., nn.Module]:
+    """`package.module:function`, imported as `python -m convbench` would: from the current folder first (the
+    `convbench` script does not put it on sys.path by itself), then the installed packages."""
     module_name, _, attr = spec.partition(":")
+    if not module_name.strip() or not attr.strip() or not all(p.isidentifier() for p in module_name.split(".")):
+        raise UserError(f"--arch {spec!r} is not package.module:function (a module path, a colon, a function name)")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UserError(f"cannot import {module_name!r} for --arch {spec}: {exc}") from None
+        raise UserError(f"cannot import {module_name!r} for --arch {spec} (from {here} or the installed packages): "
+                        f"{exc}") from None
+    except (Exception, SystemExit) as exc:
+        raise UserError(f"importing {module_name!r} for --arch {spec} failed: {error_text(exc)}") from None
     builder = getattr(module, attr, None)
     if not callable(builder):
         raise UserError(f"{module_name} has no callable {attr!r} (for --arch {spec})")
@@ -85,21 +98,21 @@ def input_shape(size: int | Shape | None, default: int | Shape) -> Shape:
     return (3, chosen, chosen) if isinstance(chosen, int) else tuple(chosen)
 
 
-def resolve_models(arch: str, input_size: int | Shape | None = None) -> list[ModelSpec]:
+def resolve_models(arch: str, input_size: int | Shape | None = None, output: str | None = None) -> list[ModelSpec]:
     """Expand --arch into model specs, in the order given, without building anything. `input_size` overrides every
-    model's input: a square size, or a C, H, W shape."""
+    model's input: a square size, or a C, H, W shape; `output` picks the entry of a forward's output to take."""
     specs: list[ModelSpec] = []
     zoo_parts = []
     for part in (p.strip() for p in arch.split(",")):
         if not part:
             continue
         if ":" in part:
-            specs.append(ModelSpec(part, "custom", input_shape(input_size, 224), _import_builder(part)))
+            specs.append(ModelSpec(part, "custom", input_shape(input_size, 224), _import_builder(part), output))
         else:
             zoo_parts.append(part)
             for name in list_models(part):
                 info = get_model_info(name)
-                spec = ModelSpec(name, info.family, input_shape(input_size, info.input_size), info.build)
+                spec = ModelSpec(name, info.family, input_shape(input_size, info.input_size), info.build, output)
                 if spec.name not in {s.name for s in specs}:
                     specs.append(spec)
     if not specs:
