@@ -1,21 +1,18 @@
-"""The latency benchmarks as data, so that pytest-benchmark (suites/test_latency.py) and `convbench gate`'s
-paired workers time exactly the same bodies under the same names.
+"""convbench's own latency benchmarks as data (convbench.bench cases), so that pytest-benchmark
+(suites/test_latency.py) and `convbench gate`'s paired workers time exactly the same bodies under the same names.
 
-A case's name is its pytest test name, e.g. `test_model[resnet18-cpu]`. CONVBENCH_SUITE_SLOWDOWN=<part of a
-name> runs the matching bodies twice: a deliberate 2x slowdown that proves a gate catches it."""
+A case's name is its pytest test name, e.g. `test_model[resnet18-cpu]`."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
+from convbench.bench import Case
 from convbench.zoo.comparisons import COMPARISONS, get_cases
 from convbench.zoo.registry import create_model
-from suites.reference import timed_round
 
-SLOWDOWN_ENV = "CONVBENCH_SUITE_SLOWDOWN"
 # One intra-op thread: on a small shared machine, a second thread competes with whatever else runs there,
 # and that jitter, not the code under test, would dominate the tails.
 SUITE_THREADS = int(os.environ.get("CONVBENCH_SUITE_THREADS", "1"))
@@ -33,20 +30,6 @@ MODEL_ROUNDS, BLOCK_ROUNDS, WARMUP_ROUNDS = 20, 30, 3
 
 def block_id(case, variant) -> str:
     return f"{case.comparison}:{case.name}:{variant.name}".replace(" ", "_")
-
-
-@dataclass(frozen=True)
-class Case:
-    """What `convbench gate`'s worker needs: `setup()` builds the model and input and returns one timed round,
-    (t_body, t_reference) in seconds, with the deliberate slowdown applied when asked for."""
-    name: str
-    body: Callable[[], Callable[[], Any]]
-    rounds: int
-    device: str
-    warmup: int = WARMUP_ROUNDS
-
-    def setup(self) -> Callable[[], tuple[float, float]]:
-        return timed_round(slowed(self.body(), self.name), torch.device(self.device))
 
 
 def _forward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
@@ -68,24 +51,13 @@ def block_body(case, variant, device: str) -> Callable[[], Any]:
     return _forward(variant.build(shape[0]).to(device).eval(), torch.randn(1, *shape, device=device))
 
 
-def slowed(fn: Callable[[], Any], name: str) -> Callable[[], Any]:
-    pattern = os.environ.get(SLOWDOWN_ENV)
-    if not pattern or pattern not in name:
-        return fn
-
-    def twice() -> None:
-        fn()
-        fn()
-    return twice
-
-
 def gate_cases(device: str = "cpu") -> dict[str, Case]:
     """Every benchmark of the latency suite on `device`, keyed by its pytest test name."""
     cases = {}
     for name in sorted(MODELS):
         test = f"test_model[{name}-{device}]"
-        cases[test] = Case(test, lambda name=name: model_body(name, device), MODEL_ROUNDS, device)
+        cases[test] = Case(test, lambda name=name: model_body(name, device), MODEL_ROUNDS, WARMUP_ROUNDS)
     for case, variant in BLOCKS:
         test = f"test_block[{block_id(case, variant)}-{device}]"
-        cases[test] = Case(test, lambda c=case, v=variant: block_body(c, v, device), BLOCK_ROUNDS, device)
+        cases[test] = Case(test, lambda c=case, v=variant: block_body(c, v, device), BLOCK_ROUNDS, WARMUP_ROUNDS)
     return cases

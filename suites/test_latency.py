@@ -1,5 +1,5 @@
 """Latency of representative zoo models and of every `compare` block pair, at small sizes so that the CPU
-suite stays within a minute. Units: multiples of the reference workload's time (suites/reference.py).
+suite stays within a minute. Units: multiples of the reference workload's time (convbench.bench).
 The bodies live in suites/cases.py, shared with `convbench gate`."""
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import print_compare
 from convbench.run.compare import CPU_MEMORY_NOTE, run_compare
 from convbench.run.config import CompareConfig
-from convbench.run.config import parse_int_list, parse_list
+from convbench.run.config import parse_float_list, parse_int_list, parse_list
 from convbench.errors import UserError
 from convbench.run.modes import modes_from_flags
 
@@ -31,7 +31,9 @@ def _one_mode(mode: str | None, compile: bool, cuda_graphs: bool) -> str:
 
 @app.command("compare")
 def compare_command(
-    name: Annotated[str, typer.Argument(help="factorization, asymmetric, reduction, grouped, or all.")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="factorization, asymmetric, reduction, grouped or "
+                                                                       "all; or two or more designs, zoo models or "
+                                                                       "package.module:function, the first the baseline.")],
     device: options.Device = "cpu",
     batch_size: options.BatchSizes = "1",
     dtype: options.Dtype = "fp32",
@@ -42,7 +44,11 @@ def compare_command(
     cudnn_benchmark: options.CudnnBenchmark = True,
     tf32: options.Tf32 = None,
     threads: options.Threads = None,
-    shape: Annotated[Optional[str], typer.Option("--shape", help="C,H,W for every block case (whole-network cases keep theirs).")] = None,
+    shape: Annotated[Optional[str], typer.Option("--shape", "--input-shape", help="C,H,W for every block case (whole-network cases keep theirs); "
+                                                                 "for designs, their input.")] = None,
+    output: options.Output = None,
+    claim: Annotated[Optional[str], typer.Option("--claim", help="Designs: each variant's claimed cost over the baseline, "
+                                                                 "a comma list (0.29: 29%).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs of each variant first.")] = 3,
     pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline.")] = 15,
     out: Out = None,
@@ -61,7 +67,8 @@ def compare_command(
 
     def make_config(folder: Path, dev: str, part: tuple | None) -> CompareConfig:
         return CompareConfig(
-            name=name, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, mode=chosen_mode,
+            name=",".join(names), output=output, claims=parse_float_list(claim, "--claim") if claim else None, device=dev,
+            batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, mode=chosen_mode,
             shape=parse_int_list(shape, "--shape") if shape else None, warmup=warmup, pairs=pairs, out=folder,
             overwrite=overwrite, formats=formats, counter=counter, isolate=isolate, timeout=timeout,
             cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, shard=part)

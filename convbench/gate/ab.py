@@ -1,12 +1,14 @@
 """`convbench gate`: the candidate against a base, on this machine, in this run.
 
-Both sides run the candidate's benchmark cases (suites/cases.py) against their own library code, each in its
-own worker process, in lockstep (convbench.gate.lockstep). `prove` then slows the benchmarks matching a pattern
-2x in the candidate and checks that the gate fails exactly those: every CI run shows the gate still bites."""
+Both sides time the same cases against their own code, each in its own worker process, in lockstep
+(convbench.gate.lockstep): the models `--arch` names (a team's `package.module:function`, imported on each side
+from that side's tree) at each batch size, or a cases module's bodies (convbench's own suites/cases.py). `prove`
+then slows the cases matching a pattern by `prove_factor` in the candidate (the worker does, not the user's code)
+and checks that the gate fails exactly those: every CI run shows the gate still bites, at the size of regression
+the team cares about."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 
-from convbench.run.config import validate_device
-from convbench.results.folders import prove_writable
+from convbench.measure.device import validate_device
+from convbench.results.folders import prove_writable, write_atomically
+from convbench.run.config import parse_list, validate_batches, validate_input
 from convbench.errors import UserError
 from convbench.gate import record as records
 from convbench.gate import trees, verdict
@@ -26,21 +29,27 @@ from convbench.results.writers import to_markdown
 if TYPE_CHECKING:
     import pandas as pd
 
-SLOWDOWN_ENV = "CONVBENCH_SUITE_SLOWDOWN"
+SLOW_ENV, FACTOR_ENV = "CONVBENCH_GATE_SLOW", "CONVBENCH_GATE_FACTOR"  # read by convbench/gate/worker.py
+MODEL_ROUNDS = 20
 
 
 @dataclass(frozen=True)
 class GateConfig:
     repo: Path = Path(".")
-    base: str | None = None            # None: the last commit that changed the record folder
+    base: str | None = None            # None: the last commit that changed the record folder, else the merge base
     against: str = "base"              # base (measured now, paired) or record (a dedicated runner's committed record)
-    cases: str = "suites.cases"
-    sources: tuple[str, ...] = ("convbench",)
+    cases: str | None = None           # a cases module (gate_cases(device)); None with `arch`: the models' cases
+    arch: str | None = None            # zoo names or package.module:function, comma-separated
+    batch_sizes: tuple[int, ...] = (1,)
+    input_shape: tuple[int, int, int] | None = None
+    sources: tuple[str, ...] | None = None  # paths taken from the base revision; None: the arch's packages, else convbench
     device: str = "cpu"
-    fail_above: float = 0.25
+    fail_above: float = 0.15
     repeat: int = 2
+    rounds: int = MODEL_ROUNDS         # of each model case per pass (a cases module sets its own)
     select: str | None = None
     prove: str | None = None
+    prove_factor: float = 2.0
     out: Path | None = Path("runs/gate")
     record_dir: str = trees.RECORD_DIR
     timeout: float = 600.0             # seconds one worker request may take
@@ -48,13 +57,29 @@ class GateConfig:
     def __post_init__(self) -> None:
         if self.against not in ("base", "record"):
             raise UserError(f"unknown --against {self.against!r}; choose base or record")
-        if self.repeat < 1:
-            raise UserError("--repeat must be at least 1")
+        if not 1 <= self.repeat <= 20:
+            raise UserError("--repeat must be between 1 and 20")
         if not (0 < self.fail_above < 10):
-            raise UserError("--fail-above must be a percentage above 0, for example 25%")
-        if not self.sources:
+            raise UserError("--fail-above must be a percentage above 0, for example 15%")
+        if not 1.0 < self.prove_factor <= 100 or self.prove_factor != self.prove_factor:
+            raise UserError(f"--prove-factor must be above 1 (a slowdown), got {self.prove_factor}")
+        if not 2 <= self.rounds <= 10_000:
+            raise UserError("--rounds must be between 2 and 10,000")
+        if self.sources is not None and not self.sources:
             raise UserError("--source names no path")
+        if self.arch is not None and self.cases is not None:
+            raise UserError("--arch and --cases both name what to time; keep one")
+        validate_batches(self.batch_sizes)
+        validate_input(self.input_shape)
         validate_device(self.device)
+
+    @property
+    def source(self) -> dict:
+        """What the workers time: a cases module, or the models' specs."""
+        if self.arch is None:
+            return {"cases": self.cases or "suites.cases"}
+        return {"specs": [{"arch": a, "batch_size": b, "input_shape": list(self.input_shape) if self.input_shape else None,
+                           "rounds": self.rounds} for a in parse_list(self.arch) for b in self.batch_sizes]}
 
 
 @dataclass
@@ -81,11 +106,14 @@ def _selected(names: list[str], select: str | None) -> list[str]:
 
 
 class _Gate:
-    def __init__(self, config: GateConfig, say: Say, make_side: MakeSide | None, progress: Callable[[str], None] | None):
+    def __init__(self, config: GateConfig, say: Say, make_side: MakeSide | None, progress: Callable[[str], None] | None,
+                 import_roots: tuple[str, ...] = (".",)):
         self.config, self.say, self.progress = config, say, progress
         cpu = shared_cpu() if config.device == "cpu" else None
-        self.make_side = make_side or (lambda label, tree, env: Worker(label, tree, config.cases, config.device,
-                                                                       {"CONVBENCH_GATE_CPU": cpu, **env}, config.timeout))
+        self.make_side = make_side or (lambda label, tree, env: Worker(label, tree, config.source, config.device,
+                                                                       {"CONVBENCH_GATE_CPU": cpu, **env}, config.timeout,
+                                                                       import_roots))
+        self.what = config.arch or config.cases or "suites.cases"
 
     def side(self, label: str, tree: Path, env: dict[str, str | None]) -> Side:
         try:
@@ -97,12 +125,12 @@ class _Gate:
         try:
             return side.info()
         except WorkerError as exc:
-            raise UserError(f"the {side.label} side could not load {self.config.cases}: {exc}") from None
+            raise UserError(f"the {side.label} side could not load {self.what}: {exc}") from None
 
     def paired_pass(self, base_tree: Path, head_tree: Path, head_env: dict[str, str | None], label: str,
                     only: list[str] | None, head_first: bool, pairs: Pairs, skipped: dict[str, str]) -> list[str]:
         started = time.perf_counter()
-        base = self.side(f"base {label}", base_tree, {SLOWDOWN_ENV: None})  # a deliberate slowdown is the candidate's only
+        base = self.side(f"base {label}", base_tree, {SLOW_ENV: None, FACTOR_ENV: None})  # the candidate's only
         head = self.side(f"head {label}", head_tree, head_env)
         try:
             rounds = self.names(head)
@@ -113,7 +141,7 @@ class _Gate:
                     skipped[name] = "not in the base's cases"
             todo = [n for n in names if n in base_has]
             try:
-                lockstep(base, head, todo, rounds, pairs, skipped, head_first, self.progress)
+                lockstep(base, head, todo, rounds, pairs, skipped, head_first, self.progress, 1 + self.config.fail_above)
             except WorkerError as exc:
                 raise UserError(f"the gate could not finish ({label}): {exc}") from None
         finally:
@@ -125,26 +153,55 @@ class _Gate:
         return names
 
 
+def _arch_sources(config: GateConfig, repo: Path) -> tuple[str, ...]:
+    """The paths of the packages the --arch specs import (a folder or a .py file, at the top of the repository or
+    under src/); a zoo name's code is convbench's."""
+    found: list[str] = []
+    for spec in parse_list(config.arch or ""):
+        if ":" not in spec:
+            if (repo / "convbench").is_dir():
+                found.append("convbench")
+            continue
+        top = spec.partition(":")[0].split(".")[0]
+        candidates = [top, f"{top}.py", f"src/{top}", f"src/{top}.py"]
+        path = next((c for c in candidates if (repo / c).exists()), None)
+        if path is None:
+            raise UserError(f"--arch {spec}: no {top}/ or {top}.py at the top of {repo} or in src/; name the code under "
+                            "test with --source")
+        found.append(path)
+    if not found:
+        raise UserError("--arch names only zoo models, which both sides import from the installed convbench; gate a "
+                        "model of this repository (package.module:function)")
+    return tuple(dict.fromkeys(found))
+
+
 def run_gate(config: GateConfig, say: Say = print, make_side: MakeSide | None = None,
              progress: Callable[[str], None] | None = None) -> GateResult:
     repo = trees.repo_root(Path(config.repo))
-    suite_dir = config.cases.split(".")[0]
-    if not (repo / suite_dir).is_dir():
-        raise UserError(f"no folder {repo / suite_dir} for the cases module {config.cases}")
+    extra: tuple[str, ...] = ()
+    if config.arch is not None:
+        sources = config.sources or _arch_sources(config, repo)
+    else:
+        suite_dir = config.source["cases"].split(".")[0]
+        if not (repo / suite_dir).is_dir():
+            raise UserError(f"no folder {repo / suite_dir} for the cases module {config.source['cases']}")
+        sources, extra = config.sources or ("convbench",), (suite_dir,)
+    roots = tuple(dict.fromkeys(["src"] * any(s.startswith("src/") for s in sources) + ["."]))
     out = prove_writable(Path(config.out)) if config.out is not None else None
-    gate = _Gate(config, say, make_side, progress)
+    gate = _Gate(config, say, make_side, progress, roots)
     scratch = Path(tempfile.mkdtemp(prefix="convbench-gate-"))
-    if os.environ.get(SLOWDOWN_ENV):
-        say(f"{SLOWDOWN_ENV}={os.environ[SLOWDOWN_ENV]}: the candidate's matching benchmarks run their body twice")
     try:
-        head_tree = trees.copy_paths(repo, (*config.sources, suite_dir), scratch / "head")
+        head_tree = trees.copy_paths(repo, (*sources, *extra), scratch / "head")
         if config.against == "record":
             result = _against_record(config, gate, repo, head_tree)
         else:
-            result = _against_base(config, gate, repo, head_tree, scratch)
+            result = _against_base(config, gate, repo, head_tree, scratch, sources, extra)
         if out is not None:
-            result.frame.to_csv(out / "gate.csv", index=False)
-            (out / "gate.md").write_text(to_markdown(result.frame) + "\n" + "\n".join(result.lines) + "\n")
+            import pandas as pd
+            frame = result.frame if result.proof is None else pd.concat(
+                [result.frame, result.proof.assign(**{"pass": "proof " + result.proof["pass"]})], ignore_index=True)
+            frame.to_csv(out / "gate.csv", index=False)
+            write_atomically(out / "gate.md", to_markdown(frame) + "\n" + "\n".join(result.lines) + "\n")
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -154,26 +211,38 @@ def _conclude(frame: pd.DataFrame, against: str, lines: list[str], say: Say) -> 
     lines = lines + verdict.offender_lines(frame) + [verdict.summary_line(frame, against)]
     for line in lines[-(len(verdict.regressed(frame)) + 1):]:
         say(line)
-    passed = verdict.regressed(frame).empty and not verdict.compared(frame).empty
+    new = (verdict.judged(frame)["verdict"] == "new").any()  # a model the base lacks is new, not a failure
+    passed = verdict.regressed(frame).empty and (not verdict.compared(frame).empty or new)
     return GateResult(frame, passed, lines)
 
 
-def _against_base(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path, scratch: Path) -> GateResult:
-    base_rev = trees.resolve(repo, config.base) if config.base else trees.default_base(repo, config.record_dir)
-    why = "given" if config.base else f"the last commit that changed {config.record_dir}"
-    base_tree = trees.base_tree(repo, base_rev, config.sources, scratch / "base")
-    trees.copy_paths(repo, (config.cases.split(".")[0],), base_tree)
+def _against_base(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path, scratch: Path,
+                  sources: tuple[str, ...], extra: tuple[str, ...]) -> GateResult:
+    if config.base:
+        base_rev, why = trees.resolve(repo, config.base), "given"
+    elif (repo / config.record_dir).is_dir():
+        base_rev, why = trees.default_base(repo, config.record_dir), f"the last commit that changed {config.record_dir}"
+    else:
+        base_rev, branch = trees.merge_base(repo)
+        why = f"the merge base of HEAD and {branch}"
+    base_tree = trees.base_tree(repo, base_rev, sources, scratch / "base")
+    if extra:
+        trees.copy_paths(repo, extra, base_tree)
     header = (f"gate: base {base_rev[:12]} ({why}) against the working tree, paired rounds on this machine "
               f"({records.this_machine()}), {config.repeat} pass{'es' if config.repeat > 1 else ''}")
     gate.say(header)
+    rule = verdict.rule(1 + config.fail_above, config.repeat)
+    gate.say(rule)
     pairs: Pairs = {}
     skipped: dict[str, str] = {}
     for i in range(config.repeat):
         gate.paired_pass(base_tree, head_tree, {}, f"pass {i + 1}/{config.repeat}", None, i % 2 == 1, pairs, skipped)
     frame = verdict.judge_pairs(pairs, config.fail_above, skipped)
-    record_line = _record_line(repo, config.record_dir, verdict.head_figures(pairs), config.fail_above)
-    gate.say(record_line)
-    result = _conclude(frame, f"base {base_rev[:12]}", [header, record_line], gate.say)
+    lines = [header, rule]
+    if (repo / config.record_dir).is_dir():
+        lines.append(_record_line(repo, config.record_dir, verdict.head_figures(pairs), config.fail_above))
+        gate.say(lines[-1])
+    result = _conclude(frame, f"base {base_rev[:12]}", lines, gate.say)
     if config.prove:
         _prove(config, gate, base_tree, head_tree, result)
     return result
@@ -185,7 +254,7 @@ def _record_line(repo: Path, record_dir: str, head_mins: dict[str, float], fail_
         saved = "; ".join(f"{r.path.name} on {r.machine}" for r in all_records) or "none"
         return (f"record: not compared, it was saved on another machine kind ({saved}; this one: {records.this_machine()}); "
                 "judging against the base measured now")
-    frame = verdict.judge_mins(match.mins, head_mins, fail_above)
+    frame = verdict.judge_mins({n: v for n, v in match.mins.items() if n in head_mins}, head_mins, fail_above)
     return "record, same machine kind (advisory): " + verdict.summary_line(frame, match.path.name).removeprefix("gate: ")
 
 
@@ -217,20 +286,23 @@ def _against_record(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path
 
 
 def _prove(config: GateConfig, gate: _Gate, base_tree: Path, head_tree: Path, result: GateResult) -> None:
-    """Slow the benchmarks whose name contains `config.prove` 2x in the candidate: the gate must fail exactly
-    those. A gate that lets this through is broken, and the run says so (exit 3)."""
+    """Slow the benchmarks whose name contains `config.prove` by `prove_factor` in the candidate (its worker does):
+    the gate must fail exactly those. A gate that lets this through is broken, and the run says so (exit 3)."""
     expected = sorted(n for n in verdict.compared(result.frame)["benchmark"] if config.prove in n)
     if not expected:
         raise UserError(f"--prove {config.prove!r} matches no benchmark that ran on both sides")
     pairs: Pairs = {}
-    gate.paired_pass(base_tree, head_tree, {SLOWDOWN_ENV: config.prove}, "proof", expected, False, pairs, {})
+    slow = {SLOW_ENV: config.prove, FACTOR_ENV: repr(config.prove_factor)}
+    gate.paired_pass(base_tree, head_tree, slow, "proof", expected, False, pairs, {})
     frame = verdict.judge_pairs(pairs, config.fail_above)
     caught = set(verdict.regressed(frame)["benchmark"])
     result.proof, result.proof_held = frame, caught == set(expected)
-    shown = "; ".join(f"{r.benchmark} {r.ratio:.2f}x (95% CI {r.ci_low:.2f}-{r.ci_high:.2f})" for r in frame.itertuples())
+    shown = "; ".join(f"{r.benchmark} {r.ratio:.2f}x (95% CI {r.ci_low:.2f}-{r.ci_high:.2f})"
+                      for r in verdict.judged(frame).itertuples())
+    size = f"{config.prove_factor:g}x"
     if result.proof_held:
-        line = f"proof: a deliberate 2x slowdown fails the gate as it must: {shown}"
+        line = f"proof: a deliberate {size} slowdown fails the gate as it must: {shown}"
     else:
-        line = f"proof FAILED: the gate let a deliberate 2x slowdown through: {shown}"
+        line = f"proof FAILED: the gate let a deliberate {size} slowdown through: {shown}"
     result.lines.append(line)
     gate.say(line)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from convbench import children
+from convbench.measure.paired import median_ci
 from convbench.run.isolate import LineReader
 
 WORKER_MODULE = "convbench_gate_worker"
@@ -33,22 +34,25 @@ class Side(Protocol):
 
 
 class Worker:
-    """One side's worker process (convbench/gate/worker.py copied into its tree)."""
+    """One side's worker process (convbench/gate/worker.py copied into its tree), timing the cases `source` names:
+    {"cases": "package.module"} or {"specs": [...]} (the gate's --arch)."""
 
-    def __init__(self, label: str, tree: Path, cases_module: str, device: str, env_changes: dict[str, str | None],
-                 timeout: float) -> None:
+    def __init__(self, label: str, tree: Path, source: dict, device: str, env_changes: dict[str, str | None],
+                 timeout: float, import_roots: tuple[str, ...] = (".",)) -> None:
         self.label, self.timeout = label, timeout
         shutil.copy2(Path(__file__).with_name("worker.py"), tree / f"{WORKER_MODULE}.py")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
+        # The side's own tree first: its package, not the one the gate runs from, is the code under test.
+        env["PYTHONPATH"] = os.pathsep.join([*(str(tree / r) for r in import_roots), str(tree),
+                                             *filter(None, [env.get("PYTHONPATH")])])
         for key, value in env_changes.items():
             if value is None:
                 env.pop(key, None)
             else:
                 env[key] = value
         self._stderr = tempfile.TemporaryFile("w+")
-        self._proc = children.popen([sys.executable, "-m", WORKER_MODULE, cases_module, device], cwd=tree, env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        self._proc = children.popen([sys.executable, "-m", WORKER_MODULE, json.dumps(source), device], cwd=tree, env=env,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self._reader = LineReader(self._proc.stdout)
 
     def _request(self, **message) -> dict:
@@ -112,10 +116,26 @@ def shared_cpu() -> str | None:
     return os.environ.get("CONVBENCH_GATE_CPU") or str(max(os.sched_getaffinity(0)))
 
 
+# Rounds beyond a case's own, at most, while its pass's interval still straddles the limit (a sequential test):
+# a clear case stops at its own rounds, one near the limit gets up to this many times as many pairs.
+MORE_ROUNDS = 3
+STEP = 4
+
+
+def undecided(got: list[tuple[Sample, Sample]], limit: float | None) -> bool:
+    """Whether the pairs so far leave the ratio's 95% interval on both sides of `limit`."""
+    if limit is None:
+        return False
+    _, lo, hi = median_ci([h[0] / b[0] for b, h in got])
+    return lo <= limit <= hi
+
+
 def lockstep(base: Side, head: Side, names: list[str], rounds: dict[str, int], pairs: Pairs,
-             skipped: dict[str, str], head_first: bool = False, on_benchmark: Callable[[str], None] | None = None) -> None:
-    """Add one pass of (base, head) figures for each benchmark to `pairs`. A benchmark the base cannot set up
-    is skipped with the reason (it is new); one the head cannot run is an error of the candidate."""
+             skipped: dict[str, str], head_first: bool = False, on_benchmark: Callable[[str], None] | None = None,
+             limit: float | None = None) -> None:
+    """Add one pass of (base, head) figures for each benchmark to `pairs`: its own rounds, then more (up to
+    MORE_ROUNDS times as many) while the interval of the pass's ratio still straddles `limit`. A benchmark the base
+    cannot set up is skipped with the reason (it is new); one the head cannot run is an error of the candidate."""
     for name in names:
         if on_benchmark:
             on_benchmark(name)
@@ -127,13 +147,17 @@ def lockstep(base: Side, head: Side, names: list[str], rounds: dict[str, int], p
         head.setup(name)
         got: list[tuple[Sample, Sample]] = []
         pairs.setdefault(name, []).append(got)
-        for k in range(rounds[name]):
-            if (k % 2 == 0) != head_first:
-                b = base.round(name)
-                h = head.round(name)
-            else:
-                h = head.round(name)
-                b = base.round(name)
-            got.append((b, h))
+        budget = rounds[name] * MORE_ROUNDS
+        k = 0
+        while k < rounds[name] or (k < budget and undecided(got, limit)):
+            for _ in range(STEP if k >= rounds[name] else 1):
+                if (k % 2 == 0) != head_first:
+                    b = base.round(name)
+                    h = head.round(name)
+                else:
+                    h = head.round(name)
+                    b = base.round(name)
+                got.append((b, h))
+                k += 1
         base.drop(name)
         head.drop(name)

@@ -1,24 +1,171 @@
-"""A benchmark worker for one side of `convbench gate`, driven over stdin/stdout one JSON line at a time.
+"""One side's benchmark worker for `convbench gate`, and the timing protocol convbench's benchmarks share.
 
-It imports nothing of convbench's own: the gate copies this file into each side's scratch tree and runs it
-there, so that the cases module, and through it the library code under test, resolve to that side's tree.
-The cases module exposes `gate_cases(device) -> {name: case}`; a case has `rounds`, `warmup`, and `setup()`,
-which builds what it needs and returns one timed round: a callable giving (seconds, reference seconds).
-CONVBENCH_GATE_CPU pins the worker to one CPU: the gate pins both sides to the same one, so that whatever
-that core suffers (a busy sibling thread, a neighbour's interrupts) it suffers for both.
+Standalone on purpose: it imports torch and the standard library only, so that the gate can copy this one file
+into each side's scratch tree and run it there, and the models it times, a cases module's bodies or a user's
+`package.module:function`, resolve to that side's own code. The same functions time pytest-benchmark rounds
+(convbench.bench), so the gate and the suites time exactly the same thing.
 
-Requests: {"op": "info"}, {"op": "setup", "name"}, {"op": "round", "name"}, {"op": "drop", "name"}, {"op": "quit"}.
-Replies: one JSON object each; {"error": text} when the request failed."""
+The protocol. Each timed round runs a fixed reference workload a few times and then the body once, and returns
+(body seconds, the fastest reference seconds so far): load only ever adds time, so the fastest reference is the
+figure the machine can reproduce, and body / reference cancels the machine's speed. A case is slowed on purpose
+(`--prove`) here, never in the user's code: the body runs `factor` times over (whole runs, then a busy-wait for the
+fraction of one, timed on the same round).
+
+Driven over stdin/stdout one JSON line at a time. Requests: {"op": "info"}, {"op": "setup", "name"},
+{"op": "round", "name"}, {"op": "drop", "name"}, {"op": "quit"}; replies one JSON object each, {"error": text}
+when a request failed. CONVBENCH_GATE_CPU pins the worker to one CPU (the gate pins both sides to the same one);
+CONVBENCH_GATE_SLOW names the cases to slow, CONVBENCH_GATE_FACTOR by how much."""
 import gc
 import importlib
 import json
+import math
 import os
 import sys
+import time
 import traceback
 
+import torch
+from torch import nn
 
-def _serve(cases_module: str, device: str, reply) -> None:
-    cases = importlib.import_module(cases_module).gate_cases(device)
+SLOW_ENV, FACTOR_ENV = "CONVBENCH_GATE_SLOW", "CONVBENCH_GATE_FACTOR"
+
+
+def _timed(fn, device):
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # a host clock does not wait for the GPU
+    return time.perf_counter() - t0
+
+
+_WORKLOADS = {}
+
+
+def reference_workload(device):
+    """A fixed conv stack, the kind of work every benchmark here does (about 45 M MACs)."""
+    key = str(device)
+    if key not in _WORKLOADS:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(64, 32, 1)).to(device).eval()
+        x = torch.randn(1, 32, 28, 28, device=device)
+
+        def run():
+            with torch.inference_mode():
+                net(x)
+        _WORKLOADS[key] = run
+    return _WORKLOADS[key]
+
+
+def timed_round(fn, device):
+    """One timed round of `fn`: returns (t_fn, t_ref) in seconds, where t_ref is the fastest reference run seen so
+    far (20 before the first round, 3 more each round)."""
+    reference = reference_workload(device)
+    fastest = [min(_timed(reference, device) for _ in range(20))]
+
+    def one_round():
+        fastest[0] = min(fastest[0], *(_timed(reference, device) for _ in range(3)))
+        return _timed(fn, device), fastest[0]
+    return one_round
+
+
+def slowed(fn, factor):
+    """`fn` made `factor` times slower: whole extra runs, then a busy-wait for the fraction of one run's time."""
+    if factor <= 1:
+        return fn
+    whole, fraction = int(math.floor(factor)), factor - math.floor(factor)
+
+    def slower():
+        t0 = time.perf_counter()
+        fn()
+        once = time.perf_counter() - t0
+        for _ in range(whole - 1):
+            fn()
+        deadline = time.perf_counter() + fraction * once
+        while time.perf_counter() < deadline:
+            pass
+    return slower
+
+
+def _forward(module, x):
+    def run():
+        with torch.inference_mode():
+            module(x)
+    return run
+
+
+class ModelCase:
+    """A model's forward at one batch size: a zoo name (convbench.create_model) or a `package.module:function`
+    resolved against this side's tree."""
+
+    def __init__(self, spec, batch_size, input_shape, device, rounds, warmup=3):
+        self.spec, self.batch_size, self.input_shape, self.device = spec, batch_size, input_shape, device
+        self.rounds, self.warmup = rounds, warmup
+
+    def _build(self):
+        if ":" in self.spec:
+            module_name, _, attr = self.spec.partition(":")
+            return getattr(importlib.import_module(module_name), attr)()
+        import convbench  # a zoo model: this side's convbench
+        return convbench.create_model(self.spec)
+
+    def _shape(self):
+        if self.input_shape:
+            return tuple(self.input_shape)
+        if ":" in self.spec:
+            return (3, 224, 224)
+        import convbench
+        size = convbench.get_model_info(self.spec).input_size
+        return (3, size, size)
+
+    def body(self):
+        torch.manual_seed(0)
+        device = torch.device(self.device)
+        module = self._build().to(device).eval()
+        return _forward(module, torch.randn(self.batch_size, *self._shape(), device=device))
+
+
+def spec_cases(specs, device):
+    """{name: ModelCase} from the gate's --arch: one case per model and batch size, named `spec[bN]`."""
+    return {f"{s['arch']}[b{s['batch_size']}]": ModelCase(s["arch"], s["batch_size"], s.get("input_shape"), device,
+                                                          s["rounds"], s.get("warmup", 3)) for s in specs}
+
+
+class Case:
+    """convbench.bench.Case, for a side whose convbench predates it (the cases module is the candidate's)."""
+
+    def __init__(self, name, make, rounds=20, warmup=3):
+        self.name, self.make, self.rounds, self.warmup = name, make, rounds, warmup
+
+    def body(self):
+        return self.make()
+
+
+def _provide_bench():
+    """A cases module imports convbench.bench; a base revision older than it gets this file's own definitions."""
+    try:
+        importlib.import_module("convbench.bench")
+    except ImportError:
+        import types
+        shim = types.ModuleType("convbench.bench")
+        shim.Case, shim.ModelCase, shim.timed_round, shim.slowed = Case, ModelCase, timed_round, slowed
+        shim.model_case = lambda arch, batch_size=1, input_shape=None, device="cpu", rounds=20, warmup=3: ModelCase(
+            arch, batch_size, list(input_shape) if input_shape else None, device, rounds, warmup)
+        sys.modules["convbench.bench"] = shim
+    except Exception:  # no convbench on this side at all: a cases module that needs none still loads
+        pass
+
+
+def load_cases(source, device):
+    if "specs" in source:
+        return spec_cases(source["specs"], device)
+    _provide_bench()
+    return importlib.import_module(source["cases"]).gate_cases(device)
+
+
+def _serve(source, device, reply):
+    cases = load_cases(source, device)
+    pattern, factor = os.environ.get(SLOW_ENV), float(os.environ.get(FACTOR_ENV) or 2.0)
     rounds = {}
     for line in sys.stdin:
         request = json.loads(line)
@@ -27,7 +174,10 @@ def _serve(cases_module: str, device: str, reply) -> None:
             if op == "info":
                 reply({"names": list(cases), "rounds": {n: c.rounds for n, c in cases.items()}})
             elif op == "setup":
-                one_round = cases[name].setup()
+                body = cases[name].body()
+                if pattern and pattern in name:
+                    body = slowed(body, factor)
+                one_round = timed_round(body, torch.device(device))
                 for _ in range(cases[name].warmup):
                     one_round()
                 rounds[name] = one_round
@@ -48,20 +198,21 @@ def _serve(cases_module: str, device: str, reply) -> None:
             reply({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"})
 
 
-def main() -> None:
+def main():
     cpu = os.environ.get("CONVBENCH_GATE_CPU")
     if cpu and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(cpu)})
+        torch.set_num_threads(1)  # one core: a second thread would only fight the first
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)               # whatever the code under test prints goes to stderr, not into the protocol
     sys.stdout = sys.stderr
 
-    def reply(message: dict) -> None:
+    def reply(message):
         channel.write(json.dumps(message) + "\n")
         channel.flush()
 
     try:
-        _serve(sys.argv[1], sys.argv[2], reply)
+        _serve(json.loads(sys.argv[1]), sys.argv[2], reply)
     except Exception as exc:
         traceback.print_exc()
         reply({"error": f"worker failed to start: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"})

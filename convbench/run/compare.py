@@ -28,7 +28,7 @@ from convbench.zoo.comparisons import Case, Variant, get_cases
 if TYPE_CHECKING:
     import pandas as pd
 
-CPU_MEMORY_NOTE = "CPU peak memory is not measured for blocks (saved_act_ratio is exact)"
+CPU_MEMORY_NOTE = "compare measures no CPU peak memory (saved_act_ratio, exact, is the memory figure)"
 
 
 def _ratio(a: Any, b: Any) -> float:
@@ -121,7 +121,7 @@ class ComparePlan(sweep.Plan[Case]):
     config_class = CompareConfig
 
     def units(self) -> list[Case]:
-        return get_cases(self.config.name)
+        return get_cases(self.config.name, self.config.shape, self.config.claims, self.config.output)
 
     def name(self, case: Case) -> str:
         return case.name
@@ -140,7 +140,7 @@ class ComparePlan(sweep.Plan[Case]):
 
     @classmethod
     def keys(cls, config: CompareConfig, name: str) -> list[sweep.Key]:
-        case = next((c for c in get_cases(config.name) if c.name == name), None)
+        case = next((c for c in get_cases(config.name, config.shape, config.claims, config.output) if c.name == name), None)
         variants = [v.name for v in case.variants] if case else []
         return [{"case": name, "batch_size": bs, "variant": v} for bs in config.batch_sizes for v in variants]
 

@@ -114,9 +114,11 @@ def run_modes(chosen: tuple[str, ...] | list[str] | None, compile: bool) -> tupl
 
 @dataclass(frozen=True)
 class CompareConfig(SweepConfig):
-    name: str = "all"
+    name: str = "all"                  # a comparison, all, or a comma list of designs (the first the baseline)
     batch_sizes: tuple[int, ...] = (1,)
     shape: tuple[int, int, int] | None = None
+    claims: tuple[float, ...] | None = None  # designs: each variant's claimed cost over the baseline
+    output: str | None = None          # designs: the entry of a forward's dict or tuple output to take
     warmup: int = 3
     pairs: int = 15
     formats: tuple[str, ...] = ("csv", "md")
@@ -133,6 +135,8 @@ class CompareConfig(SweepConfig):
         validate_count(self.pairs, "--pairs", 3, MAX_ITERS)
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
             raise UserError("--shape is C,H,W with three positive integers")
+        if self.claims is not None and not all(math.isfinite(c) and c > 0 for c in self.claims):
+            raise UserError("--claim takes positive ratios, e.g. 0.29 for a variant claimed to cost 29% of the baseline")
 
     @property
     def compiled(self) -> bool:
@@ -251,6 +255,17 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(v) for v in parts)
     except ValueError:
         raise UserError(f"{what} must be integers separated by commas, got {text!r}") from None
+
+
+def parse_float_list(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in parse_list(text)) or _empty()
+    except ValueError:
+        raise UserError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def _empty() -> tuple[float, ...]:
+    raise ValueError
 
 
 def parse_input(size: int | None, shape: str | None) -> int | tuple[int, int, int] | None:

@@ -14,6 +14,7 @@ from convbench.zoo.blocks.reduction import ConvThenPool, ParallelPoolConv, PoolT
 from convbench.zoo.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge
 from convbench.errors import UserError
 from convbench.zoo.registry import get_model_info
+from convbench.zoo.specs import resolve_models
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,42 @@ TRAIN_PAIRS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
 }
 
 
-def get_cases(name: str) -> list[Case]:
+def designs_case(names: list[str], shape: tuple[int, int, int] | None = None,
+                 claims: tuple[float, ...] | None = None, output: str | None = None) -> Case:
+    """A user's own comparison: the first design the baseline, the others its variants. A design is a zoo model or a
+    `package.module:function` returning a module (a block or a whole network); `claims` are the variants' claimed
+    costs over the baseline, where the user has arithmetic to put to the test."""
+    if len(names) < 2:
+        raise UserError("compare takes a comparison's name, or two or more designs to put side by side (the first is "
+                        "the baseline)")
+    specs = resolve_models(",".join(names), shape, output)
+    if len({s.name for s in specs}) < len(names):
+        raise UserError(f"compare {' '.join(names)}: a design is named twice")
+    shapes = {s.input_shape for s in specs}
+    if len(shapes) > 1:
+        raise UserError(f"the designs take different inputs ({' and '.join('x'.join(map(str, s)) for s in sorted(shapes))}); "
+                        "give them one with --shape C,H,W")
+    claims = tuple(claims or ())
+    if len(claims) not in (0, len(specs) - 1):
+        raise UserError(f"--claim gives {len(claims)} ratio{'s' if len(claims) != 1 else ''} for {len(specs) - 1} "
+                        f"variant{'s' if len(specs) > 2 else ''}")
+    variants = tuple(Variant(s.name, lambda _channels, s=s: s.instantiate(), None if i == 0 else (claims[i - 1] if claims else None))
+                     for i, s in enumerate(specs))
+    claim = ", ".join(f"{v.name}: {v.claimed_ratio:g} of {specs[0].name}" for v in variants[1:] if v.claimed_ratio) or \
+        "no claim given (--claim R gives one)"
+    return Case("designs", " vs ".join(s.name for s in specs), claim, specs[0].input_shape, variants,
+                whole_network=all(s.family != "custom" for s in specs))
+
+
+def get_cases(name: str, shape: tuple[int, int, int] | None = None, claims: tuple[float, ...] | None = None,
+              output: str | None = None) -> list[Case]:
+    """The cases of a comparison by its name, 'all', or a comma list of two or more designs (designs_case)."""
     if name == "all":
         return [case for build in COMPARISONS.values() for case in build()]
-    if name not in COMPARISONS:
-        raise UserError(f"unknown comparison {name!r}; choose one of {', '.join([*COMPARISONS, 'all'])}")
-    return COMPARISONS[name]()
+    if name in COMPARISONS:
+        return COMPARISONS[name]()
+    parts = [p.strip() for p in name.split(",") if p.strip()]
+    if len(parts) > 1 or ":" in name:
+        return [designs_case(parts, shape, claims, output)]
+    raise UserError(f"unknown comparison {name!r}; choose one of {', '.join([*COMPARISONS, 'all'])}, or name two designs "
+                    "(zoo models or package.module:function) to compare")

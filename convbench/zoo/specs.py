@@ -49,6 +49,10 @@ class ModelSpec:
         with torch.device(device):
             return self._call_builder()
 
+    def instantiate(self) -> nn.Module:
+        """The builder's module, built under whatever device the caller has made the default."""
+        return self._call_builder()
+
     def _call_builder(self) -> nn.Module:
         try:
             module = self.builder()

@@ -1,0 +1,69 @@
+"""Benchmark cases, public: what `convbench gate` times in lockstep, what the pytest plugin times through
+pytest-benchmark, and what a cases module (`convbench gate --cases mypkg.cases`) returns.
+
+A case has a name, a number of timed rounds, warm-up rounds, and `body()`, which builds what it needs and returns
+the no-argument call to time. The timing protocol around it is convbench's, the same everywhere
+(convbench.gate.worker): the model in eval mode under inference_mode, warm-up rounds first, CUDA synchronised
+before the clock is read, and each round's time in units of a fixed reference workload timed moments before, so
+that a slower or busier machine moves both and only a change of the code registers.
+
+    from convbench.bench import Case, model_case
+
+    def gate_cases(device):
+        return {c.name: c for c in (model_case("mynet.models:build", batch_size=8, device=device),
+                                    Case("blocks:dense", lambda: my_dense_forward(device), rounds=30))}
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from convbench.gate.worker import ModelCase, reference_workload, slowed, timed_round
+
+__all__ = ["Case", "ModelCase", "model_case", "normalized_round", "ratio_clock", "reference_workload", "slowed",
+           "timed_round"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A benchmark: `make()` builds what it needs and returns the call to time."""
+    name: str
+    make: Callable[[], Callable[[], Any]]
+    rounds: int = 20
+    warmup: int = 3
+
+    def body(self) -> Callable[[], Any]:
+        return self.make()
+
+
+def model_case(arch: str, batch_size: int = 1, input_shape: tuple[int, int, int] | None = None, device: str = "cpu",
+               rounds: int = 20, warmup: int = 3) -> ModelCase:
+    """A model's forward at one batch size, named as the gate names it: `arch[bN]`. `arch` is a zoo name or
+    `package.module:function`; `input_shape` is C, H, W (default: the zoo model's own, else 3, 224, 224)."""
+    case = ModelCase(arch, batch_size, list(input_shape) if input_shape else None, device, rounds, warmup)
+    case.name = f"{arch}[b{batch_size}]"
+    return case
+
+
+_virtual = 0.0
+
+
+def ratio_clock() -> float:
+    """A clock for pytest-benchmark that advances by body / reference per round (normalized_round): its "seconds"
+    are multiples of the reference workload. It creeps with real time at 1e-9 of its rate, so that
+    pytest-benchmark can measure its resolution."""
+    return _virtual + time.perf_counter() * 1e-9
+
+
+def normalized_round(fn: Callable[[], Any], device: torch.device | str) -> Callable[[], None]:
+    """`timed_round` for pytest-benchmark: each call advances ratio_clock by t_fn / t_ref."""
+    one_round = timed_round(fn, torch.device(device))
+
+    def body() -> None:
+        global _virtual
+        t_fn, t_ref = one_round()
+        _virtual += t_fn / t_ref
+    return body

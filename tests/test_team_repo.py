@@ -1,0 +1,192 @@
+"""A team guards its own network in its own repository, as a new user would: a scratch git repository with a
+package (not a zoo model), its settings in pyproject.toml, a few lines of pytest. Through the CLI and through
+pytest: the baseline is written and committed; unchanged code passes both gates; a widened stage fails the count
+gate naming params and MACs; a forward made about 2x slower at equal MACs fails the latency gate naming the model
+and batch; the plugin's benchmarks honour pytest-benchmark's compare-fail threshold; compare puts the team's two
+blocks side by side with an interval."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+MODELS = '''
+import torch
+from torch import nn
+
+WIDTH = 16
+SLOW = False
+
+
+class SeparableSE(nn.Module):
+    """A depthwise-separable block with squeeze-excitation."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.depthwise = nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False)
+        self.pointwise = nn.Conv2d(width, width, 1, bias=False)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, width // 4, 1), nn.ReLU(),
+                                nn.Conv2d(width // 4, width, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        h = torch.relu(self.pointwise(self.depthwise(x)))
+        return x + h * self.se(h)
+
+
+class Net(nn.Module):
+    def __init__(self, width=WIDTH, slow=SLOW):
+        super().__init__()
+        self.slow = slow
+        self.features = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), *(SeparableSE(width) for _ in range(4)))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.features(x)
+        if self.slow and x.device.type != "meta":  # the same work again, uncounted: about 2x the time at equal MACs
+            self.features(x)
+        return self.head(h.mean((2, 3)))
+
+
+def build():
+    return Net()
+'''
+
+BLOCKS = '''
+from torch import nn
+
+
+def dense():
+    return nn.Conv2d(64, 64, 7, padding=3, bias=False)
+
+
+def factorized():
+    return nn.Sequential(nn.Conv2d(64, 64, (1, 7), padding=(0, 3), bias=False),
+                         nn.Conv2d(64, 64, (7, 1), padding=(3, 0), bias=False))
+'''
+
+PYPROJECT = '''
+[project]
+name = "teamnet"
+version = "0.1"
+
+[tool.convbench]
+arch = ["teamnet.models:build"]
+batch-size = [2]
+input-shape = [3, 32, 32]
+baseline = "tests/convbench-baseline.json"
+'''
+
+TESTS = '''
+def test_counts(convbench_counts):
+    convbench_counts("teamnet.models:build", input_shape=(3, 32, 32))
+
+
+def test_speed(convbench_benchmark):
+    convbench_benchmark("teamnet.models:build", batch_size=2, input_shape=(3, 32, 32), rounds=15)
+'''
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                   capture_output=True)
+
+
+def _env() -> dict[str, str]:
+    # The team's own environment: convbench installed, none of this repository's test helpers on the path.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COLUMNS")}
+    return {**env, "COLUMNS": "200"}
+
+
+def _run(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=repo, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _convbench(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return _run(repo, sys.executable, "-m", "convbench", *args)
+
+
+def _pytest(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return _run(repo, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *args)
+
+
+@pytest.fixture()
+def team(tmp_path: Path) -> Path:
+    repo = tmp_path / "teamrepo"
+    (repo / "teamnet").mkdir(parents=True)
+    (repo / "teamnet" / "__init__.py").write_text("")
+    (repo / "teamnet" / "models.py").write_text(MODELS)
+    (repo / "teamnet" / "blocks.py").write_text(BLOCKS)
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_convbench.py").write_text(TESTS)
+    (repo / "pyproject.toml").write_text(PYPROJECT)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "the team's network")
+    return repo
+
+
+def _edit(repo: Path, old: str, new: str) -> None:
+    path = repo / "teamnet" / "models.py"
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_a_team_guards_its_own_network_with_both_gates_through_the_cli(team: Path):
+    done = _convbench(team, "baseline", "--update")
+    assert done.returncode == 0, done.stderr
+    _git(team, "add", "tests/convbench-baseline.json")
+    _git(team, "commit", "-qm", "accept the counts")
+    assert _convbench(team, "baseline").returncode == 0
+
+    # Unchanged code passes; a model the base lacks is new, not a failure; --prove slows the team's case itself.
+    models = team / "teamnet" / "models.py"
+    models.write_text(models.read_text() + "\n\ndef build_large():\n    return Net(width=32)\n")
+    done = _convbench(team, "gate", "--arch", "teamnet.models:build,teamnet.models:build_large", "--prove", "teamnet",
+                      "--prove-factor", "1.6", "--out", "g")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the merge base of HEAD and main" in done.stdout and "rule: a benchmark regresses when" in done.stdout
+    assert "gate: PASS, 1 benchmark within 1.15x" in done.stdout and "1 new" in done.stdout
+    assert "proof: a deliberate 1.6x slowdown fails the gate as it must: teamnet.models:build[b2] 1." in done.stdout
+
+    _edit(team, "WIDTH = 16", "WIDTH = 24")  # a stage widened
+    done = _convbench(team, "baseline")
+    assert done.returncode == 1 and "teamnet.models:build" in done.stdout
+    assert " params " in done.stdout and " macs " in done.stdout
+    _edit(team, "WIDTH = 24", "WIDTH = 16")
+
+    _edit(team, "SLOW = False", "SLOW = True")  # the same MACs, about twice the time
+    assert _convbench(team, "baseline").returncode == 0
+    done = _convbench(team, "gate", "--out", "g")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "REGRESSED teamnet.models:build[b2]" in done.stdout and "gate: FAIL, 1 of 1 benchmark" in done.stdout
+    gate = (team / "g" / "gate.csv").read_text().splitlines()
+    assert gate[0].startswith("benchmark,pass,") and len(gate) == 1 + 3  # each of the two passes, then the judged row
+
+
+def test_the_plugin_checks_counts_and_honours_pytest_benchmark_thresholds(team: Path):
+    done = _pytest(team, "--convbench-update", "tests/test_convbench.py::test_counts")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (team / "tests" / "convbench-baseline.json").exists()
+    done = _pytest(team, "tests/test_convbench.py", "--benchmark-save=base")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    _edit(team, "WIDTH = 16", "WIDTH = 24")
+    done = _pytest(team, "tests/test_convbench.py::test_counts")
+    assert done.returncode == 1 and "exact counts of teamnet.models:build moved" in done.stdout and "params" in done.stdout
+    _edit(team, "WIDTH = 24", "WIDTH = 16")
+
+    _edit(team, "SLOW = False", "SLOW = True")
+    done = _pytest(team, "tests/test_convbench.py::test_speed", "--benchmark-compare", "--benchmark-compare-fail=min:40%")
+    assert done.returncode != 0 and "Performance has regressed" in done.stdout + done.stderr
+
+
+def test_compare_puts_the_team_s_two_blocks_side_by_side_with_an_interval(team: Path):
+    done = _convbench(team, "compare", "teamnet.blocks:dense", "teamnet.blocks:factorized", "--shape", "64,17,17",
+                      "--claim", "0.29", "--pairs", "9", "--out", "c")
+    assert done.returncode == 0, done.stderr
+    verdict = next(line for line in done.stdout.splitlines() if line.strip().startswith("teamnet.blocks:factorized:"))
+    assert "MACs" in verdict and ("95% CI" in done.stdout)
+    assert "teamnet.blocks:factorized: 0.29 of teamnet.blocks:dense" in done.stdout  # the claim, put to the test
