@@ -96,8 +96,8 @@ def test_a_compare_beside_a_competing_process_flags_every_row_busy_short_blocks_
     assert len(found) == 3 and all(r["busy"] is True and r["host_busy"] > 0.10 for r in found)
 
 
-def test_train_rows_carry_their_load():
-    row = run_train(TrainConfig(arch="resnet18", steps=3, batch_size=2, input_size=32)).rows[0]
+def test_train_rows_carry_their_load(user_nets):
+    row = run_train(TrainConfig(arch=f"{user_nets}:plain", steps=3, batch_size=2, input_size=16)).rows[0]
     assert row["status"] == "ok" and 0 <= row["host_busy"] <= 1 and row["busy"] in (True, False)
 
 
@@ -136,14 +136,14 @@ def _env(extra: Path) -> dict[str, str]:
 
 def test_sigterm_ends_a_run_like_ctrl_c_keeping_rows_and_every_writer(slow_nets, tmp_path):
     out = tmp_path / "o"
-    proc = subprocess.Popen([sys.executable, "-m", "convbench", "profile", "--arch", f"{TINY},slownets:slow,alexnet",
-                             "--input-size", "16", "--min-time", "30", "--no-ceiling", "--format", "csv,json,md",
+    proc = subprocess.Popen([sys.executable, "-m", "convbench", "profile", "--arch", f"{TINY},slownets:hangs,alexnet",
+                             "--input-size", "16", "--iters", "3", "--no-cpu-memory", "--no-ceiling", "--format", "csv,json,md",
                              "--out", str(out)], env=_env(slow_nets), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "profile.csv").exists():
         time.sleep(0.2)
     while time.monotonic() < deadline and len((out / "profile.csv").read_text().splitlines()) < 2:
-        time.sleep(0.2)  # the first row is written; the slow model is being timed now
+        time.sleep(0.2)  # the first row is written; the next model hangs in its forward now
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err

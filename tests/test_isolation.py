@@ -180,11 +180,12 @@ def test_compare_measures_a_whole_network_case_in_a_child_with_the_same_exact_co
     assert counted["googlenet 5x5"][:2] == (7005832, 1582671872)
 
 
-def test_train_streams_steps_from_an_isolated_run():
+def test_train_streams_steps_from_an_isolated_run(user_nets):
     from convbench.run.config import TrainConfig
     from convbench.run.train import run_train
     steps: list[dict] = []
-    run = run_train(TrainConfig(arch="resnet18", steps=4, batch_size=4, input_size=32, isolate=True), on_step=steps.append)
+    run = run_train(TrainConfig(arch=f"{user_nets}:plain", steps=4, batch_size=4, input_size=16, isolate=True),
+                    on_step=steps.append)
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
     summary = run.rows[0]
     assert summary["status"] == "ok" and summary["steps"] == 4 and summary["first_loss"] == steps[0]["loss"]

@@ -133,7 +133,8 @@ def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, cust
     out = tmp_path / "run"
     code, stdout, err = run(capsys, "profile", "--arch", f"{custom_models}:ooms_above_2,{custom_models}:not_a_module_builder,"
                             "convbench.selfcheck.fixtures:tiny",
-                            "--batch-size", "1,4", "--iters", "1", "--warmup", "0", "--input-size", "64", "--out", str(out))
+                            "--batch-size", "1,4", "--iters", "1", "--warmup", "0", "--input-size", "64", "--no-cpu-memory",
+                            "--out", str(out))
     assert code == 1, err  # a builder that raises is a failed row; the OOM alone would be a result (exit 0)
     df = pd.read_csv(out / "profile.csv")
     status = dict(zip(zip(df.model, df.batch_size), df.status))
@@ -150,7 +151,7 @@ def test_oom_and_errors_become_rows_and_the_sweep_goes_on(tmp_path, capsys, cust
 def test_interrupt_keeps_finished_rows(tmp_path, capsys, custom_models):
     out = tmp_path / "run"
     code, _, err = run(capsys, "profile", "--arch", f"resnet18,{custom_models}:interrupts,alexnet", "--iters", "1",
-                       "--warmup", "0", "--input-size", "64", "--out", str(out), "--format", "csv,json")
+                       "--warmup", "0", "--input-size", "64", "--no-cpu-memory", "--out", str(out), "--format", "csv,json")
     assert code == 130
     assert "interrupted" in err
     df = pd.read_csv(out / "profile.csv")

@@ -91,7 +91,7 @@ def test_a_compare_case_that_fails_is_rows_with_their_context(monkeypatch):
     from convbench.zoo import comparisons
     real = comparisons.get_cases
 
-    def broken_cases(name):
+    def broken_cases(name, *args):
         case = real("reduction")[0]
         bad = comparisons.Variant("raises", lambda ch: (_ for _ in ()).throw(RuntimeError("no such block")))
         return [comparisons.Case(case.comparison, case.name, case.claim, (8, 8, 8), (case.variants[0], bad))]

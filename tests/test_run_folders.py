@@ -62,7 +62,7 @@ def test_two_runs_started_in_one_second_keep_both_runs_rows_and_latest_stays_a_l
 
 def test_a_second_writer_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path):
     out = tmp_path / "o"
-    first = _convbench("profile", "--arch", "convbench.selfcheck.fixtures:tiny", "--input-size", "16", "--min-time", "4",
+    first = _convbench("profile", "--arch", "convbench.selfcheck.fixtures:tiny", "--input-size", "16", "--min-time", "3",
                        "--no-ceiling", "--out", str(out), "--overwrite", cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not (out / "env.json").exists() and time.monotonic() < deadline:  # the first holds the folder now

@@ -91,8 +91,8 @@ def test_compare_and_train_children_apply_their_settings_too():
     rows = [r.values for r in plan.isolated_rows(case, lambda event: None)]
     assert len(rows) == 3
     assert all(r["cudnn_benchmark"] is False and r["threads"] == 1 and r["pid"] != os.getpid() for r in rows)
-    run = run_train(TrainConfig(arch="resnet18", steps=2, batch_size=2, input_size=32, isolate=True, cudnn_benchmark=False,
-                                tf32=True, threads=1))
+    run = run_train(TrainConfig(arch="convbench.selfcheck.fixtures:tiny10", steps=2, batch_size=2, input_size=16, isolate=True,
+                                cudnn_benchmark=False, tf32=True, threads=1))
     row = run.rows[0]
     assert row["status"] == "ok" and row["pid"] != os.getpid()
     assert (row["cudnn_benchmark"], row["matmul_precision"], row["threads"]) == (False, "high", 1)

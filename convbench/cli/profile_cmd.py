@@ -50,6 +50,8 @@ def profile_command(
     strict: options.Strict = False,
     shard: Shard = None,
     format: options.Formats = "csv",
+    cpu_memory: Annotated[bool, typer.Option("--cpu-memory/--no-cpu-memory", help="On the CPU, measure peak memory in a "
+                                                                                   "child process per row (seconds each).")] = True,
     by_layer: Annotated[bool, typer.Option("--by-layer", help="Also write per-module params, MACs and acts to layers.csv.")] = False,
     counter: options.Counter = "dispatch",
     isolate: Isolate = None,
@@ -65,7 +67,7 @@ def profile_command(
         return ProfileConfig(
             arch=arch, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, modes=run_modes,
             cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters,
-            min_time=min_time, input_size=shape, output=output, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer,
+            min_time=min_time, input_size=shape, output=output, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer, cpu_memory=cpu_memory,
             counter=counter, isolate=isolate, timeout=timeout, shard=part, ceiling=with_ceiling)
 
     def measure(config: ProfileConfig) -> int:

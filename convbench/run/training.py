@@ -155,7 +155,7 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
         losses.append(value)
         accs.append(acc)
     wall = time.perf_counter() - start
-    busy = _most_busy(host_load.load_columns(load, host_load.snapshot()), world)
+    busy = _most_busy(host_load.window_columns(load), world)
     peak = memory.peak()
     stats = summarize(times or [float("nan")])
     k = min(config.log_every, len(losses))
