@@ -24,9 +24,10 @@ def one_run(index: int, args: argparse.Namespace) -> dict:
                            "--prove-factor", str(args.factor), "--out", str(out), *args.gate_args],
                           capture_output=True, text=True, timeout=3600)
     lines = done.stdout.splitlines()
-    verdict = next((line for line in lines if line.startswith("gate: ")), "")
-    proof = next((line for line in lines if line.startswith("proof")), "")
-    return {"run": index, "exit": done.returncode, "false_failure": verdict.startswith("gate: FAIL"),
+    verdict = next((line for line in lines if line.startswith(("gate: PASS", "gate: FAIL"))), "")
+    proof = next((line for line in lines if line.startswith(("proof: a deliberate", "proof FAILED"))), "")
+    # Exit 0: the gate passed unchanged code and caught the slowdown; 1: it failed unchanged code; 3: it missed it.
+    return {"run": index, "exit": done.returncode, "false_failure": done.returncode == 1,
             "caught": proof.startswith("proof: a deliberate"), "verdict": verdict, "proof": proof,
             "seconds": round(time.perf_counter() - started, 1)}
 
