@@ -42,6 +42,6 @@ def baseline_command(
         console.print(f"{plural(len(current), 'model')} match {path} exactly", highlight=False, soft_wrap=True)
         return
     console.print(baseline.format_diff(changes), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{plural(len(changes), 'difference')}; if intended, accept them with `convbench baseline --update`"
-                  + (f" --arch {chosen}" if chosen != "all" else "") + (f" --file {path}" if file else ""), highlight=False, soft_wrap=True)
+    accept = "convbench baseline --update" + (f" --arch {chosen}" if chosen != "all" else "") + (f" --file {path}" if file else "")
+    console.print(f"{plural(len(changes), 'difference')}; if intended, accept them with `{accept}`", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
