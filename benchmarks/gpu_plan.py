@@ -203,11 +203,19 @@ def share(step: Step, remaining: float, margin: float = TAR_MARGIN_S) -> float:
     return allowed if allowed >= step.floor else 0.0
 
 
+def _sigint_default() -> None:
+    """In the step's process before exec: a plan started in the background by a shell without job control has SIGINT
+    ignored, and an ignored signal stays ignored across exec, so the step would never hear the SIGINT that lets its
+    writers finish."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_step(step: Step, seconds: float, log: Path, env: dict[str, str]) -> tuple[int, bool]:
     """The step's command for at most `seconds`; then SIGINT (its writers finish), then its group is killed.
     Returns (exit code, whether it was cut short)."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(step.argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
+        proc = subprocess.Popen(step.argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
+                                preexec_fn=_sigint_default)
         try:
             return proc.wait(timeout=seconds), False
         except subprocess.TimeoutExpired:

@@ -2,6 +2,7 @@
 the tarball after every step. (The whole dry run of both plans runs in CI: .ci/run.)"""
 from __future__ import annotations
 
+import signal
 import sys
 import tarfile
 import textwrap
@@ -44,7 +45,18 @@ def test_the_plan_ends_within_its_budget_and_says_what_it_skipped(tmp_path):
     assert {"dest/steps.json", "dest/logs/a.log", "dest/logs/d.log"} <= set(names)
 
 
-def test_a_step_past_its_share_gets_sigint_and_its_writers_finish(tmp_path):
+@pytest.mark.parametrize("launched", ["in the foreground", "in the background (SIGINT ignored)"])
+def test_a_step_past_its_share_gets_sigint_and_its_writers_finish(tmp_path, launched):
+    # A shell without job control starts `gpu.sh ... &` with SIGINT ignored, and an ignored signal stays ignored
+    # across exec: the step must still get a SIGINT it can act on.
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if "background" in launched else signal.default_int_handler)
+    try:
+        _cut_step_finishes_its_writers(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _cut_step_finishes_its_writers(tmp_path):
     script = tmp_path / "slow.py"
     script.write_text(textwrap.dedent(f'''
         import time
