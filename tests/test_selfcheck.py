@@ -104,6 +104,8 @@ def test_a_check_that_raises_is_a_fail_and_the_battery_goes_on(monkeypatch):
 
 
 def test_cli_writes_json_and_md_and_exits_nonzero_on_a_failure(capsys, tmp_path, monkeypatch):
+    # Whether the timer reads true depends on the host's load (test_timer_truth_* hold the check); here: what the CLI writes.
+    monkeypatch.setitem(CHECKS, "timer_truth", lambda ctx: battery.Check("timer_truth", "pass", "1.000", "0.99-1.05"))
     code, out, err = run(capsys, "selfcheck", "--quick", "--check", "counts_agree,timer_truth", "--out", str(tmp_path / "sc"))
     assert code == 0, out
     assert "2 checks in" in out and "2 pass" in out

@@ -149,7 +149,7 @@ def test_a_team_guards_its_own_network_with_both_gates_through_the_cli(team: Pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the merge base of HEAD and main" in done.stdout and "rule: a benchmark regresses when" in done.stdout
     assert "gate: PASS, 1 benchmark within 1.15x" in done.stdout and "1 new" in done.stdout
-    assert "proof: a deliberate 1.6x slowdown fails the gate as it must: teamnet.models:build[b2] 1." in done.stdout
+    assert "proof: a deliberate 1.6x slowdown fails the gate as it must: teamnet.models:build[b2] " in done.stdout
 
     _edit(team, "WIDTH = 16", "WIDTH = 24")  # a stage widened
     done = _convbench(team, "baseline")
