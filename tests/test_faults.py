@@ -320,6 +320,18 @@ def test_results_folders_that_are_not_what_convbench_writes_are_one_line(capsys,
         assert code == 2 and len(err.strip().splitlines()) == 1 and said in err, (argv, err)
 
 
+def test_a_samples_parquet_that_cannot_be_read_falls_back_to_the_csv_beside_it_or_is_one_line(capsys, folders):
+    root, good = folders
+    if not (good / "samples.csv").exists():  # where pyarrow is installed the run kept its samples as parquet only
+        pd.read_parquet(good / "samples.parquet").to_csv(good / "samples.csv", index=False)
+    (good / "samples.parquet").write_bytes(b"not parquet")  # damaged, or written where pyarrow was and read where not
+    code, out, err = run(capsys, "diff", str(good), str(good))
+    assert code == 0, err
+    (good / "samples.csv").unlink()
+    code, out, err = run(capsys, "diff", str(good), str(good))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot read" in err and "samples.parquet" in err, err
+
+
 def test_a_results_folder_with_a_non_utf8_name_is_reported(capsys, folders):
     root, good = folders
     odd = Path(os.fsdecode(bytes(root) + b"/caf\xe9"))

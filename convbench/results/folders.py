@@ -201,10 +201,14 @@ def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
 
 def read_samples(folder: Path) -> pd.DataFrame | None:
     """The raw per-iteration timings of a run, or None where it has none."""
-    for name in (SAMPLES_PARQUET, SAMPLES_CSV):
-        if (folder / name).exists():
-            return read_table(folder / name, "samples")
-    return None
+    parquet, csv = folder / SAMPLES_PARQUET, folder / SAMPLES_CSV
+    if parquet.exists():
+        try:
+            return read_table(parquet, "samples")
+        except UserError:
+            if not csv.exists():  # the CSV stays beside a parquet that could not be written whole, or read here
+                raise
+    return read_table(csv, "samples") if csv.exists() else None
 
 
 def read_env(folder: Path) -> dict[str, Any]:
