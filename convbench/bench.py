@@ -16,36 +16,14 @@ that a slower or busier machine moves both and only a change of the code registe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from convbench.gate.worker import ModelCase, reference_workload, slowed, timed_round
+from convbench.gate.worker import Case, ModelCase, model_case, reference_workload, slowed, timed_round
 
 __all__ = ["Case", "ModelCase", "model_case", "normalized_round", "ratio_clock", "reference_workload", "slowed",
            "timed_round"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """A benchmark: `make()` builds what it needs and returns the call to time."""
-    name: str
-    make: Callable[[], Callable[[], Any]]
-    rounds: int = 20
-    warmup: int = 3
-
-    def body(self) -> Callable[[], Any]:
-        return self.make()
-
-
-def model_case(arch: str, batch_size: int = 1, input_shape: tuple[int, int, int] | None = None, device: str = "cpu",
-               rounds: int = 20, warmup: int = 3) -> ModelCase:
-    """A model's forward at one batch size, named as the gate names it: `arch[bN]`. `arch` is a zoo name or
-    `package.module:function`; `input_shape` is C, H, W (default: the zoo model's own, else 3, 224, 224)."""
-    case = ModelCase(arch, batch_size, list(input_shape) if input_shape else None, device, rounds, warmup)
-    case.name = f"{arch}[b{batch_size}]"
-    return case
 
 
 _virtual = 0.0

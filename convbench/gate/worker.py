@@ -23,6 +23,8 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -101,6 +103,7 @@ class ModelCase:
     def __init__(self, spec, batch_size, input_shape, device, rounds, warmup=3):
         self.spec, self.batch_size, self.input_shape, self.device = spec, batch_size, input_shape, device
         self.rounds, self.warmup = rounds, warmup
+        self.name = f"{spec}[b{batch_size}]"
 
     def _build(self):
         if ":" in self.spec:
@@ -125,17 +128,26 @@ class ModelCase:
         return _forward(module, torch.randn(self.batch_size, *self._shape(), device=device))
 
 
+def model_case(arch, batch_size=1, input_shape=None, device="cpu", rounds=20, warmup=3):
+    """A model's forward at one batch size, named as the gate names it: `arch[bN]`. `arch` is a zoo name or
+    `package.module:function`; `input_shape` is C, H, W (default: the zoo model's own, else 3, 224, 224)."""
+    return ModelCase(arch, batch_size, list(input_shape) if input_shape else None, device, rounds, warmup)
+
+
 def spec_cases(specs, device):
     """{name: ModelCase} from the gate's --arch: one case per model and batch size, named `spec[bN]`."""
-    return {f"{s['arch']}[b{s['batch_size']}]": ModelCase(s["arch"], s["batch_size"], s.get("input_shape"), device,
-                                                          s["rounds"], s.get("warmup", 3)) for s in specs}
+    cases = (model_case(s["arch"], s["batch_size"], s.get("input_shape"), device, s["rounds"], s.get("warmup", 3))
+             for s in specs)
+    return {case.name: case for case in cases}
 
 
+@dataclass(frozen=True)
 class Case:
-    """convbench.bench.Case, for a side whose convbench predates it (the cases module is the candidate's)."""
-
-    def __init__(self, name, make, rounds=20, warmup=3):
-        self.name, self.make, self.rounds, self.warmup = name, make, rounds, warmup
+    """A benchmark: `make()` builds what it needs and returns the call to time."""
+    name: str
+    make: Callable[[], Callable[[], Any]]
+    rounds: int = 20
+    warmup: int = 3
 
     def body(self):
         return self.make()
@@ -148,9 +160,8 @@ def _provide_bench():
     except ImportError:
         import types
         shim = types.ModuleType("convbench.bench")
-        shim.Case, shim.ModelCase, shim.timed_round, shim.slowed = Case, ModelCase, timed_round, slowed
-        shim.model_case = lambda arch, batch_size=1, input_shape=None, device="cpu", rounds=20, warmup=3: ModelCase(
-            arch, batch_size, list(input_shape) if input_shape else None, device, rounds, warmup)
+        shim.Case, shim.ModelCase, shim.model_case, shim.timed_round, shim.slowed = (Case, ModelCase, model_case,
+                                                                                    timed_round, slowed)
         sys.modules["convbench.bench"] = shim
     except Exception:  # no convbench on this side at all: a cases module that needs none still loads
         pass
