@@ -45,11 +45,12 @@ def gate_command(
 ) -> None:
     """Latency regression gate: the candidate against a base, timed in lockstep on this machine."""
     chosen_arch = setting("arch", arch) if cases is None else None
+    chosen_source = setting("source", source)
     config = GateConfig(
         repo=repo, base=setting("base", base), against=against, cases=cases, arch=chosen_arch,
         batch_sizes=parse_int_list(str(setting("batch-size", batch_size, "1")), "--batch-size"),
         input_shape=_shape(parse_input(input_size, setting("input-shape", input_shape))),
-        sources=parse_list(setting("source", source)) if setting("source", source) else None,
+        sources=parse_list(chosen_source) if chosen_source else None,
         device=setting("device", device, "cpu"),
         fail_above=parse_percent(str(setting("fail-above", fail_above, "15%")), "--fail-above"),
         repeat=int(setting("repeat", repeat, 2)), rounds=int(setting("rounds", rounds, MODEL_ROUNDS)), select=select,

@@ -23,13 +23,13 @@ from convbench.run.config import parse_list, validate_batches, validate_input
 from convbench.errors import UserError
 from convbench.gate import record as records
 from convbench.gate import trees, verdict
+from convbench.gate.worker import FACTOR_ENV, SLOW_ENV
 from convbench.gate.lockstep import Pairs, Side, Worker, WorkerError, lockstep, shared_cpu
 from convbench.results.writers import to_markdown
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SLOW_ENV, FACTOR_ENV = "CONVBENCH_GATE_SLOW", "CONVBENCH_GATE_FACTOR"  # read by convbench/gate/worker.py
 MODEL_ROUNDS = 20
 
 
@@ -200,7 +200,7 @@ def run_gate(config: GateConfig, say: Say = print, make_side: MakeSide | None = 
             import pandas as pd
             frame = result.frame if result.proof is None else pd.concat(
                 [result.frame, result.proof.assign(**{"pass": "proof " + result.proof["pass"]})], ignore_index=True)
-            frame.to_csv(out / "gate.csv", index=False)
+            write_atomically(out / "gate.csv", frame.to_csv(index=False))
             write_atomically(out / "gate.md", to_markdown(frame) + "\n" + "\n".join(result.lines) + "\n")
         return result
     finally:
