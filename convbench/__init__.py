@@ -9,12 +9,15 @@ from convbench.zoo.registry import create_model, get_model_info, list_models, re
 __all__ = ["__version__", "UserError", "compare", "create_model", "get_model_info", "list_models", "profile",
            "register_model", "train"]
 
-_CALLS = {"profile": "convbench.run.profile", "compare": "convbench.run.compare", "train": "convbench.run.train"}
-
-
 def __getattr__(name: str):
     # The measuring calls import torch's heavier parts and pandas: only when used.
-    if name in _CALLS:
-        import importlib
-        return getattr(importlib.import_module(_CALLS[name]), name)
+    if name == "profile":
+        from convbench.run.profile import profile
+        return profile
+    if name == "compare":
+        from convbench.run.compare import compare
+        return compare
+    if name == "train":
+        from convbench.run.train import train
+        return train
     raise AttributeError(f"module 'convbench' has no attribute {name!r}")

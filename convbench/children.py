@@ -38,6 +38,17 @@ def die_with_parent() -> None:
         pass
 
 
+def forked_worker() -> None:
+    """A forked worker's signals: SIGTERM and SIGHUP end it silently (it inherited the parent's handlers, which raise
+    to end a run cleanly and would print a traceback from the worker when its pool is terminated), and Ctrl-C is
+    the parent's to handle (it stops the pool)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def popen(args: list[str], **kwargs: Any) -> subprocess.Popen:
     """subprocess.Popen of a child that dies with this process."""
     if sys.platform.startswith("linux"):

@@ -11,6 +11,10 @@ class RowFailure(Exception):
     """A failure of one row whose message already says, in words, what failed: shown as it is."""
 
 
+class Diverged(RowFailure):
+    """A training run whose loss stopped being a finite number: its row's status is diverged."""
+
+
 class UserInterrupt(UserError):
     """Ctrl-C (or SIGTERM, SIGHUP) after the finished work was saved: reported in one line, exit code 128 + the
     signal's number (130 for Ctrl-C, 143 for SIGTERM)."""

@@ -63,21 +63,63 @@ def convbench_counts(request: pytest.FixtureRequest) -> Callable[..., dict[str, 
 
 
 @pytest.fixture()
+def convbench_instructions(request: pytest.FixtureRequest) -> Callable[..., int]:
+    """check(arch, batch_size=1, input_shape=None, tolerance=0.01, file=None): the instructions per call of the
+    model's forward (valgrind's callgrind, exactly as `convbench gate --measure instructions` counts them) must be
+    within `tolerance` of the baseline file's figure; with --convbench-update they become it. Returns the figure,
+    and records it in pytest-benchmark's extra_info where the test also uses `benchmark`."""
+    from convbench.analysis import baseline
+    from convbench.gate.counted import count_instructions
+    from convbench.errors import UserError
+    from convbench.measure.instructions import CountFailed
+
+    def check(arch: str, batch_size: int = 1, input_shape: tuple[int, int, int] | None = None,
+              tolerance: float = 0.01, file: str | Path | None = None) -> int:
+        if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
+            pytest.fail(f"convbench_instructions: tolerance is a fraction from 0 to below 1, got {tolerance!r}",
+                        pytrace=False)
+        name = f"{arch}[b{batch_size}]"
+        path = _baseline_file(request.config, file)
+        try:
+            figure = count_instructions(arch, batch_size, tuple(input_shape) if input_shape else None)
+            if "benchmark" in request.fixturenames:
+                request.getfixturevalue("benchmark").extra_info["instructions_per_call"] = figure
+            if request.config.getoption("convbench_update"):
+                baseline.update_instructions({name: figure}, path)
+                return figure
+            recorded = baseline.load_instructions(path).get(name)
+        except (UserError, CountFailed) as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if recorded is None:
+            pytest.fail(f"{path} holds no instruction count for {name}; accept it with `pytest --convbench-update`",
+                        pytrace=False)
+        change = figure / recorded - 1
+        if abs(change) > tolerance:
+            pytest.fail(f"instructions per call of {name} moved {recorded:,} -> {figure:,} ({change:+.2%}, tolerance "
+                        f"{tolerance:.2%}) against {path}; if intended, accept it with `pytest --convbench-update`",
+                        pytrace=False)
+        return figure
+    return check
+
+
+@pytest.fixture()
 def convbench_benchmark(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """run(arch, batch_size=1, input_shape=None, device="cpu", rounds=20, warmup=3): the model's forward timed by
     pytest-benchmark with convbench's protocol, in multiples of the reference workload."""
+    from convbench.bench import model_case, normalized_round, ratio_clock
+    # pytest-benchmark takes a test's timer from its `benchmark` mark (its documented way to choose one); the mark
+    # must be in place before its fixture is made, and keeps whatever else the test's own mark says.
+    own = request.node.get_closest_marker("benchmark")
+    request.node.add_marker(pytest.mark.benchmark(**{**(own.kwargs if own else {}), "timer": ratio_clock}), append=False)
     try:
         benchmark = request.getfixturevalue("benchmark")
     except pytest.FixtureLookupError:
         pytest.fail("convbench_benchmark times through pytest-benchmark's `benchmark` fixture: pip install pytest-benchmark",
                     pytrace=False)
-    from convbench.bench import model_case, normalized_round, ratio_clock
 
     def run(arch: str, batch_size: int = 1, input_shape: tuple[int, int, int] | None = None, device: str = "cpu",
             rounds: int = 20, warmup: int = 3) -> Any:
         case = model_case(arch, batch_size, input_shape, device, rounds, warmup)
-        # pytest-benchmark reads time from its fixture's timer; this one counts reference workloads, not seconds.
-        benchmark._timer = ratio_clock
         benchmark.extra_info.update(convbench_case=case.name, unit="multiples of convbench's reference workload",
                                     device=device)
         return benchmark.pedantic(normalized_round(case.body(), device), rounds=rounds, iterations=1,

@@ -122,7 +122,7 @@ def test_train_rows_carry_training_flops_and_mfu(monkeypatch, cache):
 
 
 def test_a_verdict_says_when_a_variant_runs_at_a_lower_share_of_peak():
-    from convbench.analysis.verdicts import peak_clause
+    from convbench.run.verdicts import peak_clause
     variant = {"counted_ratio": 1 / 32, "pct_peak": 0.012}
     assert peak_clause(variant, {"pct_peak": 0.35}) == "; it runs at 1.2% of peak, the baseline at 35%"
     assert peak_clause({**variant, "pct_peak": 0.34}, {"pct_peak": 0.35}) == ""   # about the same share

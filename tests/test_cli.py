@@ -62,3 +62,13 @@ def test_h_is_help_and_bad_batch_lists_are_refused(capsys):
 def test_list_has_the_paper_column(capsys):
     code, out, err = run(capsys, "list", "resnet50")
     assert code == 0 and "paper" in out.splitlines()[1] and "He et al." in out
+
+
+def test_the_ci_examples_are_valid_yaml():
+    """A user copies them as they are: `--prove : ...` unquoted is not YAML (it was, for a while, in one of them)."""
+    from pathlib import Path
+
+    import yaml
+    for path in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yml")):
+        data = yaml.safe_load(path.read_text())
+        assert isinstance(data, dict) and data, path.name

@@ -6,11 +6,12 @@ import torch
 
 from convbench.zoo.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge, load_from_grouped
 from cli_helpers import run
-from convbench.analysis.verdicts import verdict
+from convbench.run.verdicts import verdict
 from convbench.run.compare import compare
 from convbench.zoo.comparisons import COMPARISONS, get_cases
-from convbench.measure.complexity import analytic_counts, count_params
-from convbench.measure.paired import median_ci
+from convbench.measure.complexity import count_params
+from convbench.measure.paired import median_ratio
+from hook_counter import analytic_counts
 
 
 
@@ -68,9 +69,11 @@ def test_resnext_forms_compute_the_same_function(form, train):
         assert torch.allclose(other(x), c(x), atol=1e-5)
 
 
-def test_median_ci_brackets_the_median():
-    mid, lo, hi = median_ci([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])
-    assert (mid, lo, hi) == (6.0, 3.0, 9.0)
+def test_the_paired_ratio_takes_its_interval_from_exact_ranks():
+    # n = 11: [x(2), x(10)] holds the median with 98.8% (x(3), x(9) only 93.5%, short of 95%)
+    mid, lo, hi = median_ratio([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])
+    assert (mid, lo, hi) == (6.0, 2.0, 10.0)
+    assert all(v != v for v in median_ratio([1.0, 2.0, 3.0, 4.0, 5.0])[1:])  # too few pairs: no interval
 
 
 def test_verdict_wording():
@@ -87,7 +90,7 @@ def test_verdict_wording():
 
 def test_compare_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code, stdout, err = run(capsys, "compare", "grouped", "--shape", "64,14,14", "--pairs", "3", "--warmup", "1",
+    code, stdout, err = run(capsys, "compare", "grouped", "--shape", "64,14,14", "--pairs", "6", "--warmup", "1",
                             "--batch-size", "2", "--out", str(out))
     assert code == 0, err
     df = pd.read_csv(out / "compare.csv")
@@ -103,7 +106,9 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
     assert grouped.params == 64 // 32 * 9 * 64 and grouped.macs == 14 * 14 * 64 * 2 * 9
     assert grouped.counted_ratio == pytest.approx(1 / 32) and grouped.params_ratio == pytest.approx(1 / 32)
     assert grouped.measured_ratio > 0 and grouped.ratio_ci_low <= grouped.measured_ratio <= grouped.ratio_ci_high
-    assert "claim:" in stdout and "realised" in stdout or "time" in stdout
+    assert "claim:" in stdout
+    for row in df[df.variant != df.baseline].itertuples():  # every verdict is said under its table
+        assert f"{row.variant}: {' '.join(row.verdict.split()[:3])}" in stdout, row.variant
 
 
 def test_whole_network_cases_use_the_zoo():
@@ -119,7 +124,7 @@ def test_whole_network_cases_use_the_zoo():
 
 
 def test_library_call_and_bad_names(capsys):
-    df = compare("reduction", shape=(16, 9, 9), pairs=3, warmup=0)
+    df = compare("reduction", shape=(16, 9, 9), pairs=6, warmup=0)
     assert list(df.variant) == ["conv then pool", "pool then conv", "parallel conv | pool"]
     assert list(df.macs) == [9 * 9 * 16 * 32 * 9, 4 * 4 * 16 * 32 * 9, 4 * 4 * 16 * 16 * 9]
     code, _, err = run(capsys, "compare", "nosuch")

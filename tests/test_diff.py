@@ -42,7 +42,7 @@ def _run(folder: Path, monkeypatch, ms: int = 10, width: int = 4, dtype: str = "
     import pandas as pd
     monkeypatch.setenv("SLEEPY_MS", "0")
     monkeypatch.setenv("SLEEPY_WIDTH", str(width))
-    convbench.profile.profile("sleepy:build", dtype=dtype, out=folder, iters=15, warmup=1, input_size=16, cpu_memory=False,
+    convbench.profile("sleepy:build", dtype=dtype, out=folder, iters=15, warmup=1, input_size=16, cpu_memory=False,
                               isolate=False)
     spread = [1 + 0.03 * ((7 * i) % 15 - 7) / 7 for i in range(15)]
     name = "samples.parquet" if (folder / "samples.parquet").exists() else "samples.csv"
@@ -107,7 +107,7 @@ def test_bad_folders_are_one_line(sleepy, monkeypatch, capsys, tmp_path):
     from convbench.run.compare import compare
     good = _run(sleepy / "a", monkeypatch)
     compare_run = tmp_path / "c"
-    compare("reduction", shape=(8, 8, 8), pairs=3, warmup=0, out=compare_run)
+    compare("reduction", shape=(8, 8, 8), pairs=6, warmup=0, out=compare_run)
     for argv, needle in (((str(tmp_path / "nowhere"), str(good)), "does not exist"),
                          ((str(good / "profile.csv"), str(good)), "is a file"),
                          ((str(good), str(tmp_path)), "holds no profile.csv or compare.csv"),

@@ -171,7 +171,7 @@ def test_compare_measures_a_whole_network_case_in_a_child_with_the_same_exact_co
     from convbench.run.config import CompareConfig
     from convbench.zoo.comparisons import get_cases
     case = next(c for c in get_cases("factorization") if c.whole_network)
-    plan = ComparePlan(CompareConfig(name="factorization", pairs=3, warmup=0, isolate=True))
+    plan = ComparePlan(CompareConfig(name="factorization", pairs=6, warmup=0, isolate=True))
     isolated = [r.values for r in plan.isolated_rows(case, lambda event: None)]
     assert [r["status"] for r in isolated] == ["ok", "ok"] and all(r["measured_ratio"] > 0 for r in isolated)
     counted = {r.values["variant"]: (r.values["params"], r.values["macs"], r.values["saved_act_bytes"])

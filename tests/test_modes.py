@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cli_helpers import run
-from convbench.analysis.verdicts import verdict
+from convbench.run.verdicts import verdict
 from convbench.run.config import ProfileConfig
 from convbench.errors import UserError
 from convbench.measure.device_time import busy_columns
@@ -97,7 +97,7 @@ def test_graphs_replay_matches_eager_and_carries_device_time():
 
 def test_compare_runs_a_compiled_mode_and_says_so_in_every_row():
     from convbench.run.compare import compare
-    frame = compare("reduction", shape=(8, 9, 9), pairs=3, warmup=1, mode="compile")
+    frame = compare("reduction", shape=(8, 9, 9), pairs=6, warmup=1, mode="compile")
     assert list(frame["mode"]) == ["compile"] * 3 and list(frame["compile"]) == [True] * 3
     assert (frame["measured_ratio"] > 0).all() and frame["device_ratio"].isna().all()
 

@@ -31,7 +31,7 @@ def _headers(root: Path) -> dict[str, str]:
 def test_every_output_file_keeps_its_columns(tmp_path):
     run_profile(ProfileConfig(arch=f"{TINY},alexnet", batch_sizes=(1, 2), input_size=32, iters=2, warmup=0, cpu_memory=False,
                               by_layer=True, formats=("csv", "json", "md"), out=tmp_path / "profile"))
-    run_compare(CompareConfig(name="reduction", pairs=3, warmup=0, shape=(8, 8, 8), formats=("csv", "json", "md"),
+    run_compare(CompareConfig(name="reduction", pairs=6, warmup=0, shape=(8, 8, 8), formats=("csv", "json", "md"),
                               out=tmp_path / "compare"))
     run_train(TrainConfig(arch="resnet18", steps=2, batch_size=2, input_size=32, out=tmp_path / "train"))
     for i in (1, 2):

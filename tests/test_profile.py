@@ -96,7 +96,7 @@ def test_profile_cli_end_to_end(tmp_path, capsys):
 
 
 def test_static_metrics_library_call(custom_models):
-    df = convbench.profile.profile(f"{custom_models}:tiny,resnet50", batch_sizes=[1, 4], metrics="static", input_size=16)
+    df = convbench.profile(f"{custom_models}:tiny,resnet50", batch_sizes=[1, 4], metrics="static", input_size=16)
     tiny = df[df.model == f"{custom_models}:tiny"].set_index("batch_size")
     assert list(tiny.status) == ["ok", "ok"]
     assert tiny.loc[1, "params"] == 3 * 8 * 9 + 8 + 8 * 4 + 4
@@ -117,7 +117,7 @@ def test_saved_bytes_are_device_independent():
 
 
 def test_bf16_on_cpu_counts_what_cpu_autocast_saves():
-    df = convbench.profile.profile("resnet18", batch_sizes=[2], dtype="bf16", metrics="all", iters=1, warmup=0,
+    df = convbench.profile("resnet18", batch_sizes=[2], dtype="bf16", metrics="all", iters=1, warmup=0,
                                    input_size=64, cpu_memory=False)
     row = df.iloc[0]
     assert row.status == "ok" and "cpu_memory off" in row.note  # said, not invented
@@ -188,11 +188,11 @@ def test_unwritable_out_is_one_line(capsys, tmp_path):
 
 def test_cache_returns_what_a_fresh_count_returns(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    first = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
+    first = convbench.profile("resnet18", batch_sizes=[3], metrics="static")
     assert list((tmp_path / "cache").glob("counts-*.json"))
-    second = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
+    second = convbench.profile("resnet18", batch_sizes=[3], metrics="static")
     monkeypatch.setenv("CONVBENCH_CACHE", "0")
-    fresh = convbench.profile.profile("resnet18", batch_sizes=[3], metrics="static")
+    fresh = convbench.profile("resnet18", batch_sizes=[3], metrics="static")
     cols = ["params", "macs", "acts", "saved_bytes", "saved_act_bytes", "unsupported_ops"]
     assert first[cols].equals(second[cols]) and first[cols].equals(fresh[cols])
 

@@ -15,9 +15,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    convbench.profile.profile("resnet18,alexnet", batch_sizes=[1, 2], iters=2, warmup=0, input_size=64, cpu_memory=False,
+    convbench.profile("resnet18,alexnet", batch_sizes=[1, 2], iters=2, warmup=0, input_size=64, cpu_memory=False,
                               out=root / "profile")
-    compare("reduction", shape=(8, 9, 9), pairs=3, warmup=0, out=root / "compare")
+    compare("reduction", shape=(8, 9, 9), pairs=6, warmup=0, out=root / "compare")
     run_train(TrainConfig(arch="resnet18", steps=4, batch_size=8, input_size=32, out=root / "train"))
     return root
 
@@ -48,7 +48,7 @@ def test_report_renders_every_plot(results, capsys):
 
 
 def test_report_flag_on_compare(tmp_path, capsys):
-    code, out, err = run(capsys, "compare", "grouped", "--shape", "64,7,7", "--pairs", "3", "--warmup", "0",
+    code, out, err = run(capsys, "compare", "grouped", "--shape", "64,7,7", "--pairs", "6", "--warmup", "0",
                          "--out", str(tmp_path), "--report")
     assert code == 0, err
     assert (tmp_path / "compare_ratios.png").read_bytes().startswith(PNG) and (tmp_path / "report.html").exists()
@@ -71,14 +71,16 @@ def test_without_matplotlib_it_says_how_to_install(results, capsys, monkeypatch)
 
 def test_two_runs_are_told_apart_and_one_batch_size_draws_no_throughput_curve(tmp_path, capsys):
     for run_name in ("first", "second"):
-        convbench.profile.profile("resnet18,alexnet", iters=2, warmup=0, input_size=64, cpu_memory=False,
+        convbench.profile("resnet18,alexnet", iters=2, warmup=0, input_size=64, cpu_memory=False,
                                   out=tmp_path / run_name)
     code, out, err = run(capsys, "report", str(tmp_path))
     assert code == 0, err
     assert not (tmp_path / "throughput_vs_batch.png").exists()  # one batch size a run: no curve to draw
     page = (tmp_path / "report.html").read_text()
     assert "colour: the run, marker: the batch size" in page and "one bar per run" in page
-    assert out.strip().endswith(f"(4 figures, 1 table), PNGs and report.md in {tmp_path}") or "figures" in out
+    figures = len(list(tmp_path.glob("*.png")))
+    assert figures == 3  # overview, MACs vs latency, roofline: one batch size draws no throughput curve
+    assert " ".join(out.split()).endswith(f"({figures} figures, 1 table), PNGs and report.md in {tmp_path}"), out
     from convbench.analysis.report import make_report
     report = make_report(tmp_path)
     assert [f.name for f in report.figures] == ["macs_vs_latency", "roofline", "zoo_overview"]

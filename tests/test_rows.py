@@ -94,9 +94,9 @@ def test_a_compare_case_that_fails_is_rows_with_their_context(monkeypatch):
     def broken_cases(name, *args):
         case = real("reduction")[0]
         bad = comparisons.Variant("raises", lambda ch: (_ for _ in ()).throw(RuntimeError("no such block")))
-        return [comparisons.Case(case.comparison, case.name, case.claim, (8, 8, 8), (case.variants[0], bad))]
+        return [comparisons.CompareCase(case.comparison, case.name, case.claim, (8, 8, 8), (case.variants[0], bad))]
     monkeypatch.setattr("convbench.run.compare.get_cases", broken_cases)
-    found = run_compare(CompareConfig(name="reduction", pairs=3, warmup=0)).rows
+    found = run_compare(CompareConfig(name="reduction", pairs=6, warmup=0)).rows
     assert [r["status"] for r in found] == ["error", "error"]
     assert found[1]["error"] == "counting failed: RuntimeError: no such block"
     for row in found:

@@ -17,7 +17,7 @@ from convbench.results import folders as outdirs
 def test_default_runs_get_a_folder_each_and_latest_points_at_the_newest(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in ("reduction", "grouped"):
-        code, out, err = run(capsys, "compare", name, "--pairs", "3", "--warmup", "0", "--shape", "64,8,8")
+        code, out, err = run(capsys, "compare", name, "--pairs", "6", "--warmup", "0", "--shape", "64,8,8")
         assert code == 0, err
     folders = sorted(p for p in (tmp_path / "runs" / "compare").iterdir() if p.name != "latest")
     assert len(folders) == 2

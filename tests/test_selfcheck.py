@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cli_helpers import run
-from convbench.measure import timing
+from convbench.measure import clock
 from convbench.selfcheck.battery import CHECKS, Context, run_selfcheck
 from convbench.selfcheck import battery
 from convbench.selfcheck import machine as probes
@@ -19,7 +19,7 @@ def _ctx(**kw) -> Context:
 
 
 def twice_as_slow(fn, device, warmup, iters, min_time):
-    return [2 * v for v in timing.time_iterations(fn, device, warmup, iters, min_time)]
+    return [2 * v for v in clock.samples(fn, device, warmup, iters, min_time)]
 
 
 def _one(name: str, ctx: Context):
@@ -173,3 +173,15 @@ def test_selfcheck_counts_agree_without_fvcore(monkeypatch):
     check = battery.counts_agree(battery.Context(torch.device("cpu"), quick=True))
     assert check.status == "pass" and "fvcore" not in check.figure and "fvcore is not installed" in check.note
     assert "dispatch 148,557,824, FlopCounterMode/2 148,557,824" in check.figure
+
+
+def test_the_instruction_check_requires_two_equal_counts(monkeypatch):
+    from convbench.selfcheck import battery
+    monkeypatch.setattr(battery.shutil, "which", lambda name: "/usr/bin/valgrind")
+    ctx = battery.Context(torch.device("cpu"))
+    figures = iter([1000, 1000, 1000, 1001])
+    assert battery.instructions_repeat(ctx, count=lambda: next(figures)).status == "pass"
+    check = battery.instructions_repeat(ctx, count=lambda: next(figures))
+    assert check.status == "fail" and check.tolerance == "equal, exactly"
+    monkeypatch.setattr(battery.shutil, "which", lambda name: None)
+    assert battery.instructions_repeat(ctx).status == "skip"

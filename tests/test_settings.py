@@ -87,7 +87,7 @@ def test_compare_and_train_children_apply_their_settings_too():
     from convbench.run.config import TrainConfig
     from convbench.run.train import run_train
     case = next(c for c in get_cases("reduction"))
-    plan = ComparePlan(CompareConfig(name="reduction", pairs=3, warmup=0, shape=(8, 8, 8), cudnn_benchmark=False, threads=1))
+    plan = ComparePlan(CompareConfig(name="reduction", pairs=6, warmup=0, shape=(8, 8, 8), cudnn_benchmark=False, threads=1))
     rows = [r.values for r in plan.isolated_rows(case, lambda event: None)]
     assert len(rows) == 3
     assert all(r["cudnn_benchmark"] is False and r["threads"] == 1 and r["pid"] != os.getpid() for r in rows)

@@ -249,3 +249,12 @@ def test_diff_says_when_one_run_shared_its_host():
     assert side_by_side_notes(both) == [
         "sweeps measuring on the host at once: 1 in OLD, 2 in NEW; read the ratios with that in mind",
         "torch threads: 2 in OLD, 1 in NEW; read the ratios with that in mind"]
+
+
+def test_merge_lets_go_of_its_folder_when_it_is_done(two_shards, tmp_path, capsys):
+    from convbench.results import folders
+    target = tmp_path / "merged"
+    code, out, err = run(capsys, "merge", str(two_shards), "--out", str(target))
+    assert code == 0, err
+    with folders.claim(target, overwrite=True):  # refused ("another convbench run is writing") while merge held it
+        pass

@@ -146,9 +146,12 @@ def test_a_team_guards_its_own_network_with_both_gates_through_the_cli(team: Pat
     models.write_text(models.read_text() + "\n\ndef build_large():\n    return Net(width=32)\n")
     done = _convbench(team, "gate", "--arch", "teamnet.models:build,teamnet.models:build_large", "--prove", "teamnet",
                       "--prove-factor", "1.6", "--out", "g")
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Unchanged code never regresses; on a loaded runner the clock may not resolve 15% for a model this small, which
+    # the gate then says (exit 4) instead of passing it.
+    assert done.returncode in (0, 4) and "REGRESSED" not in done.stdout, done.stdout + done.stderr
     assert "the merge base of HEAD and main" in done.stdout and "rule: a benchmark regresses when" in done.stdout
-    assert "gate: PASS, 1 benchmark within 1.15x" in done.stdout and "1 new" in done.stdout
+    assert ("gate: PASS, 1 benchmark within 1.15x" in done.stdout and "1 new" in done.stdout) or \
+        "gate: UNRESOLVED, 1 of 1 benchmark could not be told within 1.15x" in done.stdout
     assert "proof: a deliberate 1.6x slowdown fails the gate as it must: teamnet.models:build[b2] " in done.stdout
 
     _edit(team, "WIDTH = 16", "WIDTH = 24")  # a stage widened
@@ -187,5 +190,5 @@ def test_compare_puts_the_team_s_two_blocks_side_by_side_with_an_interval(team: 
                       "--claim", "0.29", "--pairs", "9", "--out", "c")
     assert done.returncode == 0, done.stderr
     verdict = next(line for line in done.stdout.splitlines() if line.strip().startswith("teamnet.blocks:factorized:"))
-    assert "MACs" in verdict and ("95% CI" in done.stdout)
+    assert "MACs" in verdict and "95% CI" in done.stdout
     assert "teamnet.blocks:factorized: 0.29 of teamnet.blocks:dense" in done.stdout  # the claim, put to the test

@@ -136,3 +136,10 @@ def test_unreadable_cifar_folder_is_one_line(capsys, tmp_path):
     (tmp_path / "c" / "test_batch").write_bytes(b"garbage")
     code, _, err = run(capsys, "train", "--data", f"cifar10:{tmp_path / 'c'}", "--out", str(tmp_path / "o"))
     assert code == 2 and "cannot read CIFAR-10 batches" in err and len(err.splitlines()) == 1
+
+
+def test_a_negative_warmup_is_named_as_itself():
+    from convbench.errors import UserError
+    from convbench.run.config import TrainConfig
+    with pytest.raises(UserError, match="warmup_steps must be 0 or more, got -1"):
+        TrainConfig(warmup_steps=-1).check()

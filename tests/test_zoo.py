@@ -1,10 +1,12 @@
 """The zoo's exact integers: torchvision's published figures where it ships the model, our baseline elsewhere."""
 import pytest
 import torch
+from convbench.measure import complexity
 
 from convbench import UserError, create_model, list_models
+from hook_counter import analytic_counts
 from convbench.measure.complexity import (
-    analytic_counts, zoo_model_on_meta, count_params, dispatch_counts, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
+    zoo_model_on_meta, count_params, dispatch_counts, flop_counter_macs, fvcore_counts, input_shape_for, materialize,
     static_summary,
 )
 
@@ -207,3 +209,27 @@ def test_list_models_patterns():
         list_models("resnet5")
     with pytest.raises(UserError, match="unknown model 'nosuchnet'"):
         create_model("nosuchnet")
+
+
+class _AttentionAndSamePadding(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, padding="same")
+        self.qkv = torch.nn.Linear(16, 48)
+
+    def forward(self, x):
+        tokens = self.conv(x).flatten(2).transpose(1, 2)                    # 64 tokens of 16
+        q, k, v = self.qkv(tokens).chunk(3, -1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v).mean(1)
+
+
+def test_where_fvcore_differs_the_note_names_the_ops_each_counter_saw():
+    with torch.device("meta"):
+        model = _AttentionAndSamePadding()
+    fvcore = complexity.count(model, (1, 3, 8, 8), "fvcore")
+    dispatch = complexity.count(model, (1, 3, 8, 8))
+    conv, qkv, attention = 64 * 16 * 3 * 9, 64 * 16 * 48, 2 * 64 * 64 * 16
+    assert dispatch["macs"] == conv + qkv + attention and "note" not in dispatch
+    assert fvcore["macs"] == qkv  # fvcore traces the same-padding conv and the fused attention without counting them
+    assert "aten::_convolution_mode" in fvcore["note"] and "aten::scaled_dot_product_attention" in fvcore["note"]
+    assert f"the dispatch counter {dispatch['macs']:,}" in fvcore["note"] and "aten::bmm x2" in fvcore["note"]

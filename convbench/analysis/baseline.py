@@ -56,9 +56,41 @@ def load(path: Path = DEFAULT_FILE) -> dict[str, dict[str, Any]]:
     return models
 
 
-def save(models: dict[str, dict[str, Any]], path: Path = DEFAULT_FILE) -> None:
+INSTRUCTIONS = "instructions"  # the table of instructions per call (the pytest plugin's convbench_instructions)
+
+
+def _raw(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"cannot read baseline {path}: {' '.join(str(exc).split())[:150]}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def save(models: dict[str, dict[str, Any]], path: Path = DEFAULT_FILE,
+         counted: dict[str, int] | None = None) -> None:
+    """The file with these models (and these instruction counts; by default the file's own are kept)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(Path(path), json.dumps({"about": ABOUT, "models": models}, indent=1, sort_keys=True) + "\n")
+    counted = load_instructions(path) if counted is None else counted
+    data = {"about": ABOUT, "models": models, **({INSTRUCTIONS: counted} if counted else {})}
+    write_atomically(Path(path), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def load_instructions(path: Path = DEFAULT_FILE) -> dict[str, int]:
+    """`case -> instructions per call` from a baseline file ({} where it holds none)."""
+    table = _raw(path).get(INSTRUCTIONS, {})
+    if not isinstance(table, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                              for v in table.values()):
+        raise UserError(f"{path}: its '{INSTRUCTIONS}' table is not case -> instructions per call")
+    return table
+
+
+def update_instructions(entries: dict[str, int], path: Path = DEFAULT_FILE) -> None:
+    """Merge instruction counts into the file, its models as they were."""
+    models = load(path) if Path(path).exists() and "models" in _raw(path) else {}
+    save(models, path, {**load_instructions(path), **entries})
 
 
 def update(current: dict[str, dict[str, Any]], path: Path = DEFAULT_FILE) -> tuple[int, int]:

@@ -1,8 +1,10 @@
 """`convbench diff OLD NEW`: what changed between two result folders, the way benchstat compares two runs.
 
 Rows are matched on the keys that identify a measurement; for each matched row the ratio new / old of a metric
-gets a 95% bootstrap interval from the two runs' raw samples (fixed seed, so the same folders always give the
-same answer), and is marked significant when the interval excludes 1. Exact counts are compared exactly and
+gets a 95% interval from the two runs' raw samples, and is marked significant when the interval excludes 1: for a
+median (p50, and the rates made of it) the distribution-free interval of convbench.stats.median_ratio_interval;
+for the other statistics (mean, min, p90, p99) a percentile bootstrap (fixed seed, so the same folders always give
+the same answer), which is approximate and said to be. Exact counts are compared exactly and
 every change is listed. Folders written before samples were kept still diff, on medians alone, and say so."""
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+from convbench import stats
 from convbench.errors import UserError
 from convbench.results import folders
 from convbench.results.schema import ROWS_FILE
@@ -120,6 +123,18 @@ def bootstrap_ratio(old: np.ndarray, new: np.ndarray, per: int, seed: int = SEED
     return float(point), float(lo), float(hi)
 
 
+MEDIANS = {"latency_ms_p50", "throughput_img_s", "achieved_tflops"}
+
+
+def sample_interval(old: np.ndarray, new: np.ndarray, per: int, metric: str) -> tuple[float, float]:
+    """The 95% interval of the ratio new / old of `metric` (^per) from the two runs' latencies."""
+    if metric in MEDIANS:
+        lo, hi = stats.median_ratio_interval(old.tolist(), new.tolist())
+        return (lo ** per, hi ** per) if per > 0 else (hi ** per, lo ** per)
+    _, lo, hi = bootstrap_ratio(old, new, per, statistic=STATISTICS[metric])
+    return lo, hi
+
+
 @dataclass
 class DiffResult:
     old: Folder
@@ -182,8 +197,9 @@ def diff(old: Path | str | Folder, new: Path | str | Folder, on: list[str] | Non
             row["ratio"] = n / o
             old_s, new_s = _samples_for(old_f, r.get("row_id_old")), _samples_for(new_f, r.get("row_id_new"))
             if per is not None and old_s is not None and new_s is not None:
-                _, row["ci_low"], row["ci_high"] = bootstrap_ratio(old_s, new_s, per, statistic=STATISTICS[metric])
-                row["mark"] = "*" if row["ci_low"] > 1 or row["ci_high"] < 1 else "~"
+                row["ci_low"], row["ci_high"] = sample_interval(old_s, new_s, per, metric)
+                if not math.isnan(row["ci_low"]):
+                    row["mark"] = "*" if row["ci_low"] > 1 or row["ci_high"] < 1 else "~"
         out_rows.append(row)
     exact = []
     for _, r in both.iterrows():

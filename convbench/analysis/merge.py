@@ -18,18 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from convbench.errors import UserError
 from convbench.results import folders
-from convbench.results.environment import now
+from convbench.measure.host import now
 from convbench.results.schema import (
     COLUMNS,
     ENV_FILE,
     LAYERS_CSV,
     READER_COLUMNS,
     ROWS_FILE,
-    SAMPLES_CSV,
-    SAMPLES_PARQUET,
     STEPS_CSV,
 )
-from convbench.results.writers import write_json, write_table
+from convbench.results.writers import write_csv, write_json, write_samples, write_table
 from convbench.run import rows as row_kinds
 from convbench.run.compare import ComparePlan
 from convbench.run.config import from_payload
@@ -200,7 +198,14 @@ def _write(shards: list[ShardFolder], kind: str, rows: list[dict[str, Any]], sam
     frame = frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])[columns]
     if "row_id" in frame:
         frame["row_id"] = range(len(frame))
-    folders.claim(out, overwrite)
+    with folders.claim(out, overwrite):
+        _stage_and_move(shards, kind, frame, sample_frames, out, reader)
+    return Merged(out, kind, frame, shards, filled)
+
+
+def _stage_and_move(shards: list[ShardFolder], kind: str, frame: pd.DataFrame, sample_frames: list[pd.DataFrame],
+                    out: Path, reader: list[str]) -> None:
+    import pandas as pd
     first = shards[0]
     env = {**{k: v for k, v in first.env.items() if k not in ("sweep", "created")}, "created": now(),
            "sweep": {**first.sweep, "shard": None, "units_here": first.sweep["units"], "merged_from": len(shards)},
@@ -210,24 +215,19 @@ def _write(shards: list[ShardFolder], kind: str, rows: list[dict[str, Any]], sam
     # Written next to the destination first, then moved in: a merge that fails leaves nothing half-written.
     with tempfile.TemporaryDirectory(dir=out, prefix=".merge-") as tmp:
         staging = Path(tmp)
-        frame.to_csv(staging / ROWS_FILE[kind], index=False)
+        write_csv(frame, staging / ROWS_FILE[kind])
         write_table(frame, staging, kind, [f for f in formats if f != "csv"], reader)
         if sample_frames:
-            samples = pd.concat(sample_frames, ignore_index=True)
-            try:
-                samples.to_parquet(staging / SAMPLES_PARQUET, index=False)
-            except ImportError:
-                samples.to_csv(staging / SAMPLES_CSV, index=False)
+            write_samples(pd.concat(sample_frames, ignore_index=True), staging)
         layers = [folders.read_table(s.path / LAYERS_CSV) for s in shards if (s.path / LAYERS_CSV).exists()]
         if layers:
             merged_layers = pd.concat(layers, ignore_index=True)
             order = {u: i for i, u in enumerate(first.sweep["units"])}
             merged_layers = merged_layers.iloc[sorted(range(len(merged_layers)), key=lambda i: (order.get(merged_layers["model"].iloc[i], 0), i))]
-            merged_layers.to_csv(staging / LAYERS_CSV, index=False)
+            write_csv(merged_layers, staging / LAYERS_CSV)
         steps = [folders.read_table(s.path / STEPS_CSV, "train_steps") for s in shards if (s.path / STEPS_CSV).exists()]
         if steps:
-            pd.concat(steps, ignore_index=True).to_csv(staging / STEPS_CSV, index=False)
+            write_csv(pd.concat(steps, ignore_index=True), staging / STEPS_CSV)
         write_json(staging / ENV_FILE, env)
         for item in staging.iterdir():
             shutil.move(str(item), out / item.name)
-    return Merged(out, kind, frame, shards, filled)

@@ -18,7 +18,7 @@ from convbench.errors import UserError
 from convbench.measure.roofline import intensity
 from convbench.results import folders
 from convbench.results.schema import ENV_FILE
-from convbench.results.folders import atomic_path, write_atomically
+from convbench.files import atomic_path, write_atomically
 from convbench.results.writers import to_markdown
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ def compare_command(
     claim: Annotated[Optional[str], typer.Option("--claim", help="Designs: each variant's claimed cost over the baseline, "
                                                                  "a comma list (0.29: 29%).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs of each variant first.")] = 3,
-    pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline.")] = 15,
+    pairs: Annotated[int, typer.Option(help="Interleaved timed pairs per variant vs its baseline (at least 6: the fewest with a real 95% interval).")] = 15,
     out: Out = None,
     overwrite: options.Overwrite = False,
     strict: options.Strict = False,

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from convbench.cli.app import app, console
 from convbench.run.config import parse_list, parse_percent
-from convbench.analysis.diff import DiffResult, diff
+from convbench.analysis.diff import MEDIANS, DiffResult, diff
 from convbench.errors import UserError
 from convbench.results.writers import to_markdown
 
@@ -65,8 +65,10 @@ def _title(result: DiffResult) -> list[str]:
 
 def _footer(result: DiffResult) -> list[str]:
     lines = [f"geometric mean of new/old over {_plural(int(result.rows['ratio'].notna().sum()), 'row')}: {result.geomean:.3f}x"]
-    lines.append("`*`: the 95% interval (bootstrap of the two runs' samples, fixed seed) excludes 1; "
-                 "`~`: no significant change")
+    how = ("distribution-free, from each run's median interval" if result.metric in MEDIANS
+           else "a bootstrap of the two runs' samples, fixed seed, approximate")
+    lines.append(f"`*`: the 95% interval ({how}) excludes 1; `~`: no significant change; no mark: too few samples "
+                 "for an interval")
     lines += result.notes
     if not result.exact.empty:
         lines.append(f"exact counts changed ({len(result.exact)}):")

@@ -9,7 +9,7 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from convbench.cli import options
 from convbench.cli.app import LazyProgress, app, console
 from convbench.cli.project import setting
-from convbench.gate.ab import MODEL_ROUNDS, GateConfig, run_gate
+from convbench.gate.ab import DEFAULT_FAIL_ABOVE, DEFAULT_TIMEOUT, MODEL_ROUNDS, GateConfig, run_gate
 from convbench.run.config import parse_input, parse_int_list, parse_list, parse_percent
 
 
@@ -26,7 +26,10 @@ def gate_command(
     against: Annotated[str, typer.Option(help="base: time the base now, paired with the candidate (shared runners); "
                                               "record: the committed record, only on the machine kind that saved it.")] = "base",
     fail_above: Annotated[Optional[str], typer.Option("--fail-above", help="Fail when a benchmark is slower than the base by more "
-                                                                           "than this (default 15%).")] = None,
+                                                                           "than this (default 15% in time, 1% in instructions).")] = None,
+    measure: Annotated[Optional[str], typer.Option(help="time: paired rounds on the clock (the default); instructions: "
+                                                        "instructions per call counted by valgrind's callgrind, exact "
+                                                        "however busy the runner is.")] = None,
     repeat: Annotated[Optional[int], typer.Option(help="Passes, each with a fresh pair of worker processes; a regression must show "
                                                        "in every one (default 2).")] = None,
     rounds: Annotated[Optional[int], typer.Option(help=f"Paired rounds of each --arch case per pass, before the adaptive ones "
@@ -40,11 +43,15 @@ def gate_command(
     prove: Annotated[Optional[str], typer.Option(help="Then slow the benchmarks whose name contains this and check the gate "
                                                       "fails exactly them.")] = None,
     prove_factor: Annotated[Optional[float], typer.Option("--prove-factor", help="How much --prove slows them (default 2).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds one worker request (time) or one counted case "
+                                                          "(instructions) may take before it is stopped (default 600 and 900).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for gate.csv (every pass of every benchmark) and gate.md.")] = Path("runs/gate"),
     repo: Annotated[Path, typer.Option(help="The git checkout holding the code and the cases.")] = Path("."),
 ) -> None:
     """Latency regression gate: the candidate against a base, timed in lockstep on this machine."""
     chosen_arch = setting("arch", arch) if cases is None else None
+    chosen_measure = str(setting("measure", measure, "time"))
+    default_limit = f"{DEFAULT_FAIL_ABOVE.get(chosen_measure, 0.15):.0%}"
     chosen_source = setting("source", source)
     config = GateConfig(
         repo=repo, base=setting("base", base), against=against, cases=cases, arch=chosen_arch,
@@ -52,9 +59,10 @@ def gate_command(
         input_shape=_shape(parse_input(input_size, setting("input-shape", input_shape))),
         sources=parse_list(chosen_source) if chosen_source else None,
         device=setting("device", device, "cpu"),
-        fail_above=parse_percent(str(setting("fail-above", fail_above, "15%")), "--fail-above"),
+        fail_above=parse_percent(str(setting("fail-above", fail_above, default_limit)), "--fail-above"), measure=chosen_measure,
         repeat=int(setting("repeat", repeat, 2)), rounds=int(setting("rounds", rounds, MODEL_ROUNDS)), select=select,
-        prove=prove, prove_factor=float(setting("prove-factor", prove_factor, 2.0)), out=out)
+        prove=prove, prove_factor=float(setting("prove-factor", prove_factor, 2.0)), out=out,
+        timeout=timeout if timeout is not None else DEFAULT_TIMEOUT[chosen_measure if chosen_measure in DEFAULT_TIMEOUT else "time"])
 
     def say(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ import typer
 
 from convbench.cli.app import app, console
 from convbench.cli.fit import Column, left_out_line, plural, say, table
-from convbench.zoo.table import zoo_table
+from convbench.measure.zoo_table import zoo_table
 
 
 @app.command("list")

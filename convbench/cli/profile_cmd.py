@@ -38,7 +38,8 @@ def profile_command(
     tf32: options.Tf32 = None,
     threads: options.Threads = None,
     with_ceiling: Annotated[bool, typer.Option("--ceiling/--no-ceiling", help="Measure this machine's ceiling (once, cached) for % peak.")] = True,
-    metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes) or all (adds latency and memory).")] = "all",
+    metrics: Annotated[str, typer.Option(help="static (params, MACs, acts, saved bytes), all (adds latency and memory) or instructions (static and the "
+                                                        "instructions a forward executes, counted by valgrind, on the CPU).")] = "all",
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
     iters: Annotated[Optional[int], typer.Option(help="Timed iterations (overrides --min-time).")] = None,
     min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed work per row when --iters is not given.")] = 1.0,

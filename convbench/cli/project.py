@@ -18,17 +18,14 @@ from typing import Any
 from convbench.errors import UserError
 
 KEYS = ("arch", "batch-size", "input-shape", "baseline", "fail-above", "base", "source", "device", "output", "repeat",
-        "prove-factor", "rounds")
+        "prove-factor", "rounds", "measure")
 
 
 def _toml(path: Path) -> dict[str, Any]:
     try:
         import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            return {}
+    except ImportError:  # Python 3.10: tomli is a dependency there (pyproject.toml)
+        import tomli as tomllib  # type: ignore[no-redef]
     try:
         return tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:

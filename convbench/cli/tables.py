@@ -74,6 +74,9 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
         columns.append(Column("mode", 0, "left", [str(r.get("mode") or "") for r in rows]))
     columns += [Column("params", 2 if timed else 0, cells=[si(r.get("params")) for r in rows]),
                 Column("MACs/img", 1 if timed else 0, cells=[si(r.get("macs")) for r in rows])]
+    if "instructions" in df and df["instructions"].notna().any():
+        columns += [Column("instr/img", 0, cells=[si(r.get("instructions")) for r in rows]),
+                    Column("instr/MAC", 0, cells=[num(r.get("instructions_per_mac"), ".3f") for r in rows])]
     if not timed:
         columns += [Column("acts/img", 2, cells=[si(r.get("acts")) for r in rows]),
                     Column("saved MiB", 1, cells=[mib(r.get("saved_act_bytes")) for r in rows])]

@@ -11,26 +11,29 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 
+from convbench.measure import clock, instructions
 from convbench.measure.device import validate_device
-from convbench.results.folders import prove_writable, write_atomically
+from convbench.results.folders import prove_writable
 from convbench.run.config import parse_list, validate_batches, validate_input
 from convbench.errors import UserError
 from convbench.gate import record as records
-from convbench.gate import trees, verdict
+from convbench.gate import counted, trees, verdict
 from convbench.gate.worker import FACTOR_ENV, SLOW_ENV
-from convbench.gate.lockstep import Pairs, Side, Worker, WorkerError, lockstep, shared_cpu
-from convbench.results.writers import to_markdown
+from convbench.gate.lockstep import Pairs, SideWorker, Worker, WorkerError, lockstep, look_level, shared_cpu
+from convbench.results.writers import write_csv, write_markdown
 
 if TYPE_CHECKING:
     import pandas as pd
 
 MODEL_ROUNDS = 20
+MEASURES = ("time", "instructions")
+DEFAULT_FAIL_ABOVE = {"time": 0.15, "instructions": 0.01}
+DEFAULT_TIMEOUT = {"time": 600.0, "instructions": instructions.TIMEOUT_S}
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,33 @@ class GateConfig:
     prove_factor: float = 2.0
     out: Path | None = Path("runs/gate")
     record_dir: str = trees.RECORD_DIR
-    timeout: float = 600.0             # seconds one worker request may take
+    timeout: float = 600.0             # seconds one worker request (or, counting instructions, one case) may take
+    measure: str = "time"              # time: paired rounds on the clock; instructions: counted by callgrind
 
     def __post_init__(self) -> None:
         if self.against not in ("base", "record"):
             raise UserError(f"unknown --against {self.against!r}; choose base or record")
+        if self.measure not in MEASURES:
+            raise UserError(f"unknown --measure {self.measure!r}; choose time or instructions")
+        if self.measure == "instructions" and self.against == "record":
+            raise UserError("--measure instructions counts both sides now; it has no record to compare against")
+        if self.measure == "instructions":
+            try:
+                instructions.valgrind()  # missing: one line naming the install, before anything starts
+            except instructions.CountFailed as exc:
+                raise UserError(str(exc)) from None
+        if self.measure == "instructions" and self.prove and counted.proof_calls(self.prove_factor) is None:
+            raise UserError(f"--prove-factor {self.prove_factor:g}: a proof that counts instructions runs the case whole "
+                            f"extra times, so the factor must be a multiple of 1/{counted.MAX_PROOF_CALLS} above 1 "
+                            "(1.05, 1.1, 1.25, 2)")
         if not 1 <= self.repeat <= 20:
             raise UserError("--repeat must be between 1 and 20")
         if not (0 < self.fail_above < 10):
             raise UserError("--fail-above must be a percentage above 0, for example 15%")
         if not 1.0 < self.prove_factor <= 100 or self.prove_factor != self.prove_factor:
             raise UserError(f"--prove-factor must be above 1 (a slowdown), got {self.prove_factor}")
+        if not (0 < self.timeout <= 86_400):
+            raise UserError(f"--timeout must be a number of seconds above 0 (at most a day), got {self.timeout}")
         if not 2 <= self.rounds <= 10_000:
             raise UserError("--rounds must be between 2 and 10,000")
         if self.sources is not None and not self.sources:
@@ -89,16 +108,19 @@ class GateResult:
     lines: list[str] = field(default_factory=list)
     proof: pd.DataFrame | None = None
     proof_held: bool | None = None     # None: no proof asked for
+    unresolved: bool = False           # a case whose interval still reaches above the limit
 
     @property
     def exit_code(self) -> int:
         if not self.passed:
             return 1
-        return 3 if self.proof_held is False else 0
+        if self.proof_held is False:
+            return 3
+        return 4 if self.unresolved else 0
 
 
 Say = Callable[[str], None]
-MakeSide = Callable[[str, Path, dict[str, str | None]], Side]
+MakeSide = Callable[[str, Path, dict[str, str | None]], SideWorker]
 
 
 def _selected(names: list[str], select: str | None) -> list[str]:
@@ -108,28 +130,33 @@ def _selected(names: list[str], select: str | None) -> list[str]:
 class _Gate:
     def __init__(self, config: GateConfig, say: Say, make_side: MakeSide | None, progress: Callable[[str], None] | None,
                  import_roots: tuple[str, ...] = (".",)):
-        self.config, self.say, self.progress = config, say, progress
+        self.config, self.say, self.progress, self.roots = config, say, progress, import_roots
         cpu = shared_cpu() if config.device == "cpu" else None
         self.make_side = make_side or (lambda label, tree, env: Worker(label, tree, config.source, config.device,
                                                                        {"CONVBENCH_GATE_CPU": cpu, **env}, config.timeout,
                                                                        import_roots))
         self.what = config.arch or config.cases or "suites.cases"
 
-    def side(self, label: str, tree: Path, env: dict[str, str | None]) -> Side:
+    def side(self, label: str, tree: Path, env: dict[str, str | None]) -> SideWorker:
         try:
             return self.make_side(label, tree, env)
         except WorkerError as exc:
             raise UserError(f"the {label} side could not start: {exc}") from None
 
-    def names(self, side: Side) -> dict[str, int]:
+    def names(self, side: SideWorker, close: bool = False) -> dict[str, int]:
+        """The side's benchmarks and their rounds (`close`: the side is not needed after)."""
         try:
             return side.info()
         except WorkerError as exc:
             raise UserError(f"the {side.label} side could not load {self.what}: {exc}") from None
+        finally:
+            if close:
+                side.close()
 
     def paired_pass(self, base_tree: Path, head_tree: Path, head_env: dict[str, str | None], label: str,
-                    only: list[str] | None, head_first: bool, pairs: Pairs, skipped: dict[str, str]) -> list[str]:
-        started = time.perf_counter()
+                    only: list[str] | None, head_first: bool, pairs: Pairs, skipped: dict[str, str],
+                    passes: int) -> list[str]:
+        started = clock.now()
         base = self.side(f"base {label}", base_tree, {SLOW_ENV: None, FACTOR_ENV: None})  # the candidate's only
         head = self.side(f"head {label}", head_tree, head_env)
         try:
@@ -141,7 +168,8 @@ class _Gate:
                     skipped[name] = "not in the base's cases"
             todo = [n for n in names if n in base_has]
             try:
-                lockstep(base, head, todo, rounds, pairs, skipped, head_first, self.progress, 1 + self.config.fail_above)
+                lockstep(base, head, todo, rounds, pairs, skipped, head_first, self.progress, 1 + self.config.fail_above,
+                         look_level(passes))
             except WorkerError as exc:
                 raise UserError(f"the gate could not finish ({label}): {exc}") from None
         finally:
@@ -149,7 +177,7 @@ class _Gate:
             head.close()
         total = sum(len(pairs[n][-1]) for n in names if n in pairs)
         self.say(f"{label}: {len(names)} benchmark{'' if len(names) == 1 else 's'}, {total} paired rounds in "
-                 f"{time.perf_counter() - started:.0f} s")
+                 f"{clock.now() - started:.0f} s")
         return names
 
 
@@ -200,8 +228,8 @@ def run_gate(config: GateConfig, say: Say = print, make_side: MakeSide | None = 
             import pandas as pd
             frame = result.frame if result.proof is None else pd.concat(
                 [result.frame, result.proof.assign(**{"pass": "proof " + result.proof["pass"]})], ignore_index=True)
-            write_atomically(out / "gate.csv", frame.to_csv(index=False))
-            write_atomically(out / "gate.md", to_markdown(frame) + "\n" + "\n".join(result.lines) + "\n")
+            write_csv(frame, out / "gate.csv")
+            write_markdown(frame, out / "gate.md", result.lines)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -209,11 +237,11 @@ def run_gate(config: GateConfig, say: Say = print, make_side: MakeSide | None = 
 
 def _conclude(frame: pd.DataFrame, against: str, lines: list[str], say: Say) -> GateResult:
     lines = lines + verdict.offender_lines(frame) + [verdict.summary_line(frame, against)]
-    for line in lines[-(len(verdict.regressed(frame)) + 1):]:
+    for line in lines[-(len(verdict.regressed(frame)) + len(verdict.unresolved(frame)) + 1):]:
         say(line)
     new = (verdict.judged(frame)["verdict"] == "new").any()  # a model the base lacks is new, not a failure
     passed = verdict.regressed(frame).empty and (not verdict.compared(frame).empty or new)
-    return GateResult(frame, passed, lines)
+    return GateResult(frame, passed, lines, unresolved=not verdict.unresolved(frame).empty)
 
 
 def _against_base(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path, scratch: Path,
@@ -228,6 +256,8 @@ def _against_base(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path, 
     base_tree = trees.base_tree(repo, base_rev, sources, scratch / "base")
     if extra:
         trees.copy_paths(repo, extra, base_tree)
+    if config.measure == "instructions":
+        return _count_against_base(config, gate, base_rev, why, base_tree, head_tree)
     header = (f"gate: base {base_rev[:12]} ({why}) against the working tree, paired rounds on this machine "
               f"({records.this_machine()}), {config.repeat} pass{'es' if config.repeat > 1 else ''}")
     gate.say(header)
@@ -236,8 +266,9 @@ def _against_base(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path, 
     pairs: Pairs = {}
     skipped: dict[str, str] = {}
     for i in range(config.repeat):
-        gate.paired_pass(base_tree, head_tree, {}, f"pass {i + 1}/{config.repeat}", None, i % 2 == 1, pairs, skipped)
-    frame = verdict.judge_pairs(pairs, config.fail_above, skipped)
+        gate.paired_pass(base_tree, head_tree, {}, f"pass {i + 1}/{config.repeat}", None, i % 2 == 1, pairs, skipped,
+                         config.repeat)
+    frame = verdict.judge_pairs(pairs, config.fail_above, skipped, config.repeat)
     lines = [header, rule]
     if (repo / config.record_dir).is_dir():
         lines.append(_record_line(repo, config.record_dir, verdict.head_figures(pairs), config.fail_above))
@@ -245,6 +276,44 @@ def _against_base(config: GateConfig, gate: _Gate, repo: Path, head_tree: Path, 
     result = _conclude(frame, f"base {base_rev[:12]}", lines, gate.say)
     if config.prove:
         _prove(config, gate, base_tree, head_tree, result)
+    return result
+
+
+def _count_against_base(config: GateConfig, gate: _Gate, base_rev: str, why: str, base_tree: Path,
+                        head_tree: Path) -> GateResult:
+    """Both sides counted by callgrind, case by case (convbench.gate.counted)."""
+    header = (f"gate: base {base_rev[:12]} ({why}) against the working tree, instructions per call counted by "
+              f"valgrind on this machine ({records.this_machine()})")
+    rule = counted.rule(config.fail_above)
+    for line in (header, rule):
+        gate.say(line)
+    base_names, head_names = (gate.names(gate.side(f"{label} listing", tree, {SLOW_ENV: None, FACTOR_ENV: None}),
+                                         close=True) for label, tree in (("base", base_tree), ("head", head_tree)))
+    names = _selected(list(head_names), config.select)
+    skipped = {n: "not in the base's cases" for n in names if n not in base_names}
+    todo = [n for n in names if n in base_names]
+    plain = {SLOW_ENV: None, FACTOR_ENV: None}
+    started = clock.now()
+    found = counted.count_pass(base_tree, head_tree, todo, config.source, config.device, plain, plain, config.timeout,
+                               gate.roots, on_benchmark=gate.progress)
+    gate.say(f"counted: {len(todo)} benchmark{'' if len(todo) == 1 else 's'} on both sides in {clock.now() - started:.0f} s")
+    frame = counted.judge_counts(found, config.fail_above, skipped)
+    lines = [header, rule, *counted.offender_lines(frame), counted.summary_line(frame, f"base {base_rev[:12]}")]
+    for line in lines[2:]:
+        gate.say(line)
+    failed = frame["verdict"].isin(["regressed", counted.FAILED]).any()
+    result = GateResult(frame, not failed and (frame["verdict"].isin(["ok", counted.IMPROVED]).any()
+                                               or (frame["verdict"] == "new").any()), lines)
+    if config.prove:
+        expected = sorted(n for n in frame.loc[frame["base_instructions"].notna() & frame["head_instructions"].notna(),
+                                               "benchmark"] if config.prove in n)
+        if not expected:
+            raise UserError(f"--prove {config.prove!r} matches no benchmark counted on both sides")
+        slow = {SLOW_ENV: config.prove, FACTOR_ENV: repr(config.prove_factor)}
+        calls = counted.proof_calls(config.prove_factor)
+        proof = counted.judge_counts(counted.count_pass(base_tree, head_tree, expected, config.source, config.device,
+                                                        plain, slow, config.timeout, gate.roots, calls), config.fail_above)
+        _proof_verdict(config, result, proof, expected, gate.say, lambda r: f"{r.benchmark} {r.ratio:.4f}x")
     return result
 
 
@@ -293,16 +362,22 @@ def _prove(config: GateConfig, gate: _Gate, base_tree: Path, head_tree: Path, re
         raise UserError(f"--prove {config.prove!r} matches no benchmark that ran on both sides")
     pairs: Pairs = {}
     slow = {SLOW_ENV: config.prove, FACTOR_ENV: repr(config.prove_factor)}
-    gate.paired_pass(base_tree, head_tree, slow, "proof", expected, False, pairs, {})
-    frame = verdict.judge_pairs(pairs, config.fail_above)
+    gate.paired_pass(base_tree, head_tree, slow, "proof", expected, False, pairs, {}, 1)
+    frame = verdict.judge_pairs(pairs, config.fail_above, passes=1)
+    _proof_verdict(config, result, frame, expected, gate.say,
+                   lambda r: f"{r.benchmark} {r.ratio:.2f}x (interval {r.ci_low:.2f}-{r.ci_high:.2f})")
+
+
+def _proof_verdict(config: GateConfig, result: GateResult, frame: pd.DataFrame, expected: list[str], say: Say,
+                   shown_as: Callable) -> None:
+    """Whether the proof bit exactly the cases it slowed, said in one line."""
     caught = set(verdict.regressed(frame)["benchmark"])
     result.proof, result.proof_held = frame, caught == set(expected)
-    shown = "; ".join(f"{r.benchmark} {r.ratio:.2f}x (95% CI {r.ci_low:.2f}-{r.ci_high:.2f})"
-                      for r in verdict.judged(frame).itertuples())
+    shown = "; ".join(shown_as(r) for r in verdict.judged(frame).itertuples())
     size = f"{config.prove_factor:g}x"
     if result.proof_held:
         line = f"proof: a deliberate {size} slowdown fails the gate as it must: {shown}"
     else:
         line = f"proof FAILED: the gate let a deliberate {size} slowdown through: {shown}"
     result.lines.append(line)
-    gate.say(line)
+    say(line)

@@ -13,17 +13,20 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from convbench import children
-from convbench.measure.paired import median_ci
+from convbench import stats
+from convbench.measure import clock, instructions
 from convbench.run.isolate import LineReader
 
 WORKER_MODULE = "convbench_gate_worker"
+CLOCK_MODULE = "convbench_gate_clock"  # the worker imports these by these names in a side's tree
+COUNTER_MODULE = "convbench_gate_instructions"
 
 
 class WorkerError(RuntimeError):
     pass
 
 
-class Side(Protocol):
+class SideWorker(Protocol):
     label: str
 
     def info(self) -> dict[str, int]: ...          # benchmark name -> rounds
@@ -33,6 +36,27 @@ class Side(Protocol):
     def close(self) -> None: ...
 
 
+def copy_worker(tree: Path) -> None:
+    """The worker and what it times or counts with, into a side's tree under names no package there can shadow."""
+    shutil.copy2(Path(__file__).with_name("worker.py"), tree / f"{WORKER_MODULE}.py")
+    shutil.copy2(Path(clock.__file__), tree / f"{CLOCK_MODULE}.py")
+    shutil.copy2(Path(instructions.__file__), tree / f"{COUNTER_MODULE}.py")
+
+
+def side_env(tree: Path, env_changes: dict[str, str | None], import_roots: tuple[str, ...] = (".",)) -> dict[str, str]:
+    """The environment of a side's process: its own tree first on the path (its package, not the one the gate runs
+    from, is the code under test), with `env_changes` applied (None removes a variable)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*(str(tree / r) for r in import_roots), str(tree),
+                                         *filter(None, [env.get("PYTHONPATH")])])
+    for key, value in env_changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
 class Worker:
     """One side's worker process (convbench/gate/worker.py copied into its tree), timing the cases `source` names:
     {"cases": "package.module"} or {"specs": [...]} (the gate's --arch)."""
@@ -40,16 +64,8 @@ class Worker:
     def __init__(self, label: str, tree: Path, source: dict, device: str, env_changes: dict[str, str | None],
                  timeout: float, import_roots: tuple[str, ...] = (".",)) -> None:
         self.label, self.timeout = label, timeout
-        shutil.copy2(Path(__file__).with_name("worker.py"), tree / f"{WORKER_MODULE}.py")
-        env = dict(os.environ)
-        # The side's own tree first: its package, not the one the gate runs from, is the code under test.
-        env["PYTHONPATH"] = os.pathsep.join([*(str(tree / r) for r in import_roots), str(tree),
-                                             *filter(None, [env.get("PYTHONPATH")])])
-        for key, value in env_changes.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
+        copy_worker(tree)
+        env = side_env(tree, env_changes, import_roots)
         self._stderr = tempfile.TemporaryFile("w+")
         self._proc = children.popen([sys.executable, "-m", WORKER_MODULE, json.dumps(source), device], cwd=tree, env=env,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
@@ -116,26 +132,36 @@ def shared_cpu() -> str | None:
     return os.environ.get("CONVBENCH_GATE_CPU") or str(max(os.sched_getaffinity(0)))
 
 
-# Rounds beyond a case's own, at most, while its pass's interval still straddles the limit (a sequential test):
-# a clear case stops at its own rounds, one near the limit gets up to this many times as many pairs.
-MORE_ROUNDS = 3
-STEP = 4
+# A group-sequential design fixed in advance: each pass looks at its pairs after a case's own rounds and, while the
+# interval still straddles the limit, after twice and three times as many. Every look's interval is at the level
+# that keeps all looks of all passes together at 95% (stats.looks_level), so looking again costs no confidence.
+LOOKS_PER_PASS = 3
+LEVEL = 0.95
 
 
-def undecided(got: list[tuple[Sample, Sample]], limit: float | None) -> bool:
-    """Whether the pairs so far leave the ratio's 95% interval on both sides of `limit`."""
+def look_level(passes: int) -> float:
+    """The level of each look's interval when a gate makes `passes` passes."""
+    return stats.looks_level(LEVEL, passes * LOOKS_PER_PASS)
+
+
+def ratios(got: list[tuple[Sample, Sample]]) -> list[float]:
+    return [h[0] / b[0] for b, h in got]
+
+
+def undecided(pooled: list[float], limit: float | None, level: float) -> bool:
+    """Whether the ratios so far leave the interval at `level` on both sides of `limit` (or give none yet)."""
     if limit is None:
         return False
-    _, lo, hi = median_ci([h[0] / b[0] for b, h in got])
-    return lo <= limit <= hi
+    lo, hi = stats.median_interval(pooled, level)
+    return lo != lo or lo <= limit <= hi
 
 
-def lockstep(base: Side, head: Side, names: list[str], rounds: dict[str, int], pairs: Pairs,
+def lockstep(base: SideWorker, head: SideWorker, names: list[str], rounds: dict[str, int], pairs: Pairs,
              skipped: dict[str, str], head_first: bool = False, on_benchmark: Callable[[str], None] | None = None,
-             limit: float | None = None) -> None:
-    """Add one pass of (base, head) figures for each benchmark to `pairs`: its own rounds, then more (up to
-    MORE_ROUNDS times as many) while the interval of the pass's ratio still straddles `limit`. A benchmark the base
-    cannot set up is skipped with the reason (it is new); one the head cannot run is an error of the candidate."""
+             limit: float | None = None, level: float = LEVEL) -> None:
+    """Add one pass of (base, head) figures for each benchmark to `pairs`: its own rounds, then as many again, twice
+    at most, while the interval at `level` of all its passes' ratios so far still straddles `limit`. A benchmark the
+    base cannot set up is skipped with the reason (it is new); one the head cannot run is an error of the candidate."""
     for name in names:
         if on_benchmark:
             on_benchmark(name)
@@ -145,12 +171,14 @@ def lockstep(base: Side, head: Side, names: list[str], rounds: dict[str, int], p
             skipped[name] = f"the base cannot run it: {exc}"
             continue
         head.setup(name)
+        earlier = [r for got in pairs.get(name, []) for r in ratios(got)]
         got: list[tuple[Sample, Sample]] = []
         pairs.setdefault(name, []).append(got)
-        budget = rounds[name] * MORE_ROUNDS
         k = 0
-        while k < rounds[name] or (k < budget and undecided(got, limit)):
-            for _ in range(STEP if k >= rounds[name] else 1):
+        for look in range(LOOKS_PER_PASS):
+            if look and not undecided(earlier + ratios(got), limit, level):
+                break
+            for _ in range(rounds[name]):
                 if (k % 2 == 0) != head_first:
                     b = base.round(name)
                     h = head.round(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from convbench.results.environment import cpu_name
+from convbench.measure.host import cpu_name
 
 
 @dataclass(frozen=True)

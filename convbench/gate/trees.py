@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from convbench.errors import UserError
@@ -63,13 +62,6 @@ def resolve(repo: Path, rev: str) -> str:
         return _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except UserError:
         raise UserError(f"--base {rev!r} is not a commit of {repo}") from None
-
-
-@dataclass(frozen=True)
-class Side:
-    label: str        # "base" or "head"
-    revision: str     # a commit, or "working tree"
-    tree: Path
 
 
 def base_tree(repo: Path, rev: str, sources: tuple[str, ...], dest: Path) -> Path:

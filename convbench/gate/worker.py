@@ -1,9 +1,10 @@
 """One side's benchmark worker for `convbench gate`, and the timing protocol convbench's benchmarks share.
 
-Standalone on purpose: it imports torch and the standard library only, so that the gate can copy this one file
-into each side's scratch tree and run it there, and the models it times, a cases module's bodies or a user's
-`package.module:function`, resolve to that side's own code. The same functions time pytest-benchmark rounds
-(convbench.bench), so the gate and the suites time exactly the same thing.
+Standalone on purpose: it imports torch, the standard library and the one clock (convbench.measure.clock, itself
+standalone), so that the gate can copy the two files into each side's scratch tree and run them there, and the
+models it times, a cases module's bodies or a user's `package.module:function`, resolve to that side's own code
+while both sides are timed by the same clock. The same functions time pytest-benchmark rounds (convbench.bench),
+so the gate and the suites time exactly the same thing.
 
 The protocol. Each timed round runs a fixed reference workload a few times and then the body once, and returns
 (body seconds, the fastest reference seconds so far): load only ever adds time, so the fastest reference is the
@@ -21,7 +22,6 @@ import json
 import math
 import os
 import sys
-import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -29,15 +29,18 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+if __package__:
+    from convbench.measure import clock, instructions
+else:  # copied into a side's tree, where `convbench` is that side's: the clock and the counter are the gate's own
+    import convbench_gate_clock as clock
+    import convbench_gate_instructions as instructions
+
 SLOW_ENV, FACTOR_ENV = "CONVBENCH_GATE_SLOW", "CONVBENCH_GATE_FACTOR"
 
 
 def _timed(fn, device):
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # a host clock does not wait for the GPU
-    return time.perf_counter() - t0
+    """Seconds of one call, by the one clock."""
+    return clock.time_ms(fn, device) / 1e3
 
 
 _WORKLOADS = {}
@@ -78,15 +81,25 @@ def slowed(fn, factor):
     whole, fraction = int(math.floor(factor)), factor - math.floor(factor)
 
     def slower():
-        t0 = time.perf_counter()
-        fn()
-        once = time.perf_counter() - t0
+        once = _timed(fn, torch.device("cpu"))  # host time of the call: what a busy-wait on the host can add
         for _ in range(whole - 1):
             fn()
-        deadline = time.perf_counter() + fraction * once
-        while time.perf_counter() < deadline:
-            pass
+        clock.spin(fraction * once)
     return slower
+
+
+def repeated(fn, factor):
+    """`fn` made to do `factor` (1 or more) times its work, deterministically (for a count of instructions, where a
+    busy-wait would count whatever the clock allowed): each call runs it once, and once more as often as the fraction
+    asks. Every counted case is wrapped, at 1 where not slowed, so that both sides count the same wrapper."""
+    calls = [0]
+
+    def more():
+        k = calls[0]
+        calls[0] += 1
+        for _ in range(math.floor((k + 1) * factor) - math.floor(k * factor)):
+            fn()
+    return more
 
 
 def _forward(module, x):
@@ -109,16 +122,16 @@ class ModelCase:
         if ":" in self.spec:
             module_name, _, attr = self.spec.partition(":")
             return getattr(importlib.import_module(module_name), attr)()
-        import convbench  # a zoo model: this side's convbench
-        return convbench.create_model(self.spec)
+        from convbench.zoo.registry import create_model  # a zoo model: this side's convbench
+        return create_model(self.spec)
 
     def _shape(self):
         if self.input_shape:
             return tuple(self.input_shape)
         if ":" in self.spec:
             return (3, 224, 224)
-        import convbench
-        size = convbench.get_model_info(self.spec).input_size
+        from convbench.zoo.registry import get_model_info
+        size = get_model_info(self.spec).input_size
         return (3, size, size)
 
     def body(self):
@@ -153,24 +166,9 @@ class Case:
         return self.make()
 
 
-def _provide_bench():
-    """A cases module imports convbench.bench; a base revision older than it gets this file's own definitions."""
-    try:
-        importlib.import_module("convbench.bench")
-    except ImportError:
-        import types
-        shim = types.ModuleType("convbench.bench")
-        shim.Case, shim.ModelCase, shim.model_case, shim.timed_round, shim.slowed = (Case, ModelCase, model_case,
-                                                                                    timed_round, slowed)
-        sys.modules["convbench.bench"] = shim
-    except Exception:  # no convbench on this side at all: a cases module that needs none still loads
-        pass
-
-
 def load_cases(source, device):
     if "specs" in source:
         return spec_cases(source["specs"], device)
-    _provide_bench()
     return importlib.import_module(source["cases"]).gate_cases(device)
 
 
@@ -209,7 +207,27 @@ def _serve(source, device, reply):
             reply({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"})
 
 
+def _count(source, device, name, calls):
+    """One case's counted regions, in a process valgrind runs (--count): warm-up outside them, one thread."""
+    torch.set_num_threads(1)
+    case = load_cases(source, device)[name]
+    body = case.body()
+    pattern, factor = os.environ.get(SLOW_ENV), float(os.environ.get(FACTOR_ENV) or 2.0)
+    body = repeated(body, factor if pattern and pattern in name else 1.0)
+    sync = (lambda: torch.cuda.synchronize(device)) if str(device).startswith("cuda") else (lambda: None)
+
+    def call():
+        body()
+        sync()
+    instructions.counted_regions(call, calls)
+    import threading
+    return {"ok": True, "threads": threading.active_count()}
+
+
 def main():
+    if len(sys.argv) > 3 and sys.argv[3] == "--count":
+        result = _count(json.loads(sys.argv[1]), sys.argv[2], sys.argv[4], int(sys.argv[5]))
+        instructions.leave(json.dumps(result))
     cpu = os.environ.get("CONVBENCH_GATE_CPU")
     if cpu and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(cpu)})

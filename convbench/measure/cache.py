@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from convbench.errors import DiskFull, RowFailure, UserError, error_text, is_oom
-from convbench.results.folders import write_atomically
+from convbench.files import write_atomically
 
 
 def enabled() -> bool:

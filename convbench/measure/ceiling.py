@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,13 +26,11 @@ from typing import Any, Callable
 import torch
 
 from convbench.errors import DiskFull, UserError
-from convbench.measure import cache, host_load
+from convbench.measure import cache, clock, host_load
 from convbench.measure.host_load import BUSY_SHARE
 from convbench.measure.device import DTYPES, validate_device
-from convbench.measure.device import time_once
-from convbench.measure.timing import time_iterations
-from convbench.results.environment import cpu_name, now
-from convbench.results.folders import write_atomically
+from convbench.measure.host import cpu_name, now
+from convbench.files import write_atomically
 
 FORMAT = 1
 # Dense peak TFLOP/s and memory bandwidth by GPU name fragment (vendor datasheets, SXM parts): shown beside the
@@ -134,7 +131,7 @@ Timer = Callable[[Callable[[], Any], torch.device], float]
 
 def one_call_ms(fn: Callable[[], Any], device: torch.device) -> float:
     fn()  # lazy initialisation and first-call costs stay out
-    return time_once(fn, device)
+    return clock.time_ms(fn, device)
 
 
 def _grown(ladder: tuple, kernel: Callable[[Any], tuple[str, float, Setup]], device: torch.device,
@@ -196,7 +193,7 @@ def bandwidth_kernels(device: torch.device) -> dict[str, tuple[float, Callable[[
 
 
 def median_ms(fn: Callable[[], Any], device: torch.device, min_time: float = 0.3) -> float:
-    return statistics.median(time_iterations(fn, device, 2, None, min_time))
+    return statistics.median(clock.samples(fn, device, 2, None, min_time))
 
 
 def best(kernels: dict[str, tuple[float, Callable[[], Callable[[], Any]]]], device: torch.device, timer: Timer,
@@ -260,13 +257,13 @@ def measure(device: str = "cpu", dtypes: tuple[str, ...] = ("fp32",), timer: Tim
     """The ceilings measured now, with the share of the CPU other processes used meanwhile: a busy machine slows the
     kernels, and a peak taken then would make every later share of it too high."""
     dev = torch.device(device)
-    started, load = time.perf_counter(), host_load.snapshot()
+    started, load = clock.now(), host_load.snapshot()
     facts = machine(dev)
     compute = {d: best(compute_kernels(dev, DTYPES[d]), dev, timer, 1e-12) for d in dtypes}
     bandwidth = best(bandwidth_kernels(dev), dev, timer, 1e-9)
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return Ceiling(cache_key(facts), facts, compute, bandwidth, datasheet(dev), time.perf_counter() - started, now(),
+    return Ceiling(cache_key(facts), facts, compute, bandwidth, datasheet(dev), clock.now() - started, now(),
                    host_load.window_columns(load).get("host_busy"))
 
 

@@ -4,28 +4,28 @@ Convention (ResNet, ResNeXt and Inception papers, torchvision's "GFLOPS", fvcore
 `macs` counts conv and linear/matmul layers only, per image, in an eval-mode forward (so auxiliary heads,
 which run only in training, are not counted). `acts` counts the outputs of those layers, as pycls and fvcore do.
 
-Four independent counters exist so the tests can hold them against each other:
-- `dispatch_counts`: the figure `profile`, `compare` and the baseline report. It counts the convolution and
-  matrix-multiply ops that reach torch's dispatcher during one forward on the meta device: shapes only, no
-  weights materialised, no JIT trace, so the whole zoo counts in a few seconds. Ops it sees but does not count
-  are listed in `unsupported_ops`, as fvcore lists its own;
-- `fvcore_counts`: fvcore's JIT tracer (`--counter fvcore`), on real zero-filled weights; about four times
-  slower, and deprecated tracing underneath;
-- `analytic_counts`: forward hooks on Conv2d/Linear, N*Cout*Hout*Wout*(Cin/groups)*kh*kw, on meta;
-- `flop_counter_macs`: torch.utils.flop_counter, which counts 2 FLOPs per MAC.
+One counter makes every figure convbench reports (list, profile, compare, train, baseline): `dispatch_counts`
+counts the convolution and matrix-multiply ops that reach torch's dispatcher during one forward on the meta device
+(shapes only, no weights materialised, no JIT trace, so the whole zoo counts in a few seconds), and
+`training_macs` counts a training step's forward and backward with the same op table and the same mode. Ops it
+sees but does not count are listed in `unsupported_ops`, as fvcore lists its own.
+
+fvcore is the named cross-check (`--counter fvcore`): its JIT tracer on real zero-filled weights, imported only
+when asked for; `flop_counter_macs` (torch.utils.flop_counter, 2 FLOPs per MAC) is the other, for selfcheck.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from convbench.measure.meta import build_on_meta, fast_batch_norm
+from convbench.zoo.meta import build_on_meta, fast_batch_norm
 from convbench.zoo.outputs import auxiliary, logits_of
 from convbench.zoo.registry import get_model_info
 
@@ -53,44 +53,6 @@ def materialize(model: nn.Module, device: str | torch.device = "cpu") -> nn.Modu
     return model
 
 
-def analytic_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Per-layer MACs and output activations of every Conv2d and Linear, from shapes alone.
-
-    Runs on the meta device whatever device the model is on (a meta copy is not made: the model must be on meta
-    or the input is run where the model lives). Returns totals per image plus a per-module table."""
-    layers: dict[str, dict[str, int]] = {}
-    names = {m: n for n, m in model.named_modules()}
-    batch = input_shape[0]
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        out_elems = output.numel()
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs = out_elems * (module.in_channels // module.groups) * kh * kw
-        else:
-            macs = out_elems * module.in_features
-        entry = layers.setdefault(names[module], {"macs": 0, "acts": 0})
-        entry["macs"] += macs // batch
-        entry["acts"] += out_elems // batch
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    device = next(iter(model.parameters())).device
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(input_shape, device=device))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return {
-        "macs": sum(v["macs"] for v in layers.values()),
-        "acts": sum(v["acts"] for v in layers.values()),
-        "layers": layers,
-    }
-
-
 def _conv_macs(args: tuple, out: torch.Tensor) -> int:
     weight = args[1]  # Cout, Cin / groups, *kernel
     return out.numel() * weight.shape[1] * math.prod(weight.shape[2:])
@@ -113,69 +75,122 @@ _NOT_COMPUTE = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", 
                 "split", "split_with_sizes", "unbind", "contiguous", "lift_fresh", "copy_", "new_empty", "fill_", "zero_"}
 
 
-def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: bool = False) -> dict[str, Any]:
-    """MACs and activations (outputs of conv and matmul-like ops) per image, from one eval forward on the meta
-    device under a dispatch mode. `model` must be on meta (build it with `zoo_model_on_meta` or `spec.build("meta")`)."""
+class _Tally:
+    """What one counted run saw: MACs and outputs of the counted ops (in total and per enclosing module) and how
+    often each uncounted compute op ran."""
+
+    def __init__(self) -> None:
+        self.macs = self.acts = 0
+        self.stack: list[str] = []
+        self.per_module: dict[str, list[int]] = {}
+        self.uncounted: Counter = Counter()
+        self.counted: Counter = Counter()
+
+    def add(self, name: str, args: tuple, out: Any) -> None:
+        if name == "convolution_backward":
+            self.macs += _conv_backward_macs(args, out)
+            return
+        handle = _MAC_OPS.get(name)
+        if handle is None:
+            if name not in _NOT_COMPUTE:
+                self.uncounted[f"aten::{name}"] += 1
+            return
+        macs, acts = handle(args, out), out.numel()
+        self.counted[f"aten::{name}"] += 1
+        self.macs += macs
+        self.acts += acts
+        for module_name in self.stack:
+            entry = self.per_module.setdefault(module_name, [0, 0])
+            entry[0] += macs
+            entry[1] += acts
+
+
+@contextlib.contextmanager
+def _counting(model: nn.Module, by_module: bool = False) -> Iterator[_Tally]:
+    """Every op of the block counted into a _Tally, on the meta device's fast batch norm."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-
-    stack: list[str] = []
-    per_module: dict[str, list[int]] = {}
-    totals = [0, 0]
-    uncounted: Counter = Counter()
+    tally = _Tally()
 
     class _Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            name = func.overloadpacket.__name__
-            handle = _MAC_OPS.get(name)
-            if handle is None:
-                if name not in _NOT_COMPUTE:
-                    uncounted[f"aten::{name}"] += 1
-                return out
-            macs, acts = handle(args, out), out.numel()
-            totals[0] += macs
-            totals[1] += acts
-            for module_name in stack:
-                entry = per_module.setdefault(module_name, [0, 0])
-                entry[0] += macs
-                entry[1] += acts
+            tally.add(func.overloadpacket.__name__, args, out)
             return out
 
     handles = []
     if by_module:
         def push(name):
-            return lambda module, inputs: stack.append(name)
+            return lambda module, inputs: tally.stack.append(name)
 
         def pop(module, inputs, output):
-            stack.pop()
+            tally.stack.pop()
         for name, module in model.named_modules():
             handles += [module.register_forward_pre_hook(push(name)), module.register_forward_hook(pop)]
+    try:
+        with fast_batch_norm(), _Count():
+            yield tally
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: bool = False) -> dict[str, Any]:
+    """MACs and activations (outputs of conv and matmul-like ops) per image, from one eval forward on the meta
+    device. `model` must be on meta (build it with `zoo_model_on_meta` or `spec.build("meta")`)."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), fast_batch_norm(), _Count():
+        with torch.no_grad(), _counting(model, by_module) as tally:
             logits_of(model(torch.zeros(input_shape, device="meta")))  # a forward convbench cannot use says so here
     finally:
         model.train(was_training)
-        for h in handles:
-            h.remove()
     batch = input_shape[0]
-    result: dict[str, Any] = {"macs": totals[0] // batch, "acts": totals[1] // batch,
-                              "unsupported_ops": dict(sorted(uncounted.items()))}
+    result: dict[str, Any] = {"macs": tally.macs // batch, "acts": tally.acts // batch,
+                              "unsupported_ops": dict(sorted(tally.uncounted.items())),
+                              "counted_ops": dict(sorted(tally.counted.items()))}
     if by_module:
-        result["modules"] = {name: {"macs": m // batch, "acts": a // batch} for name, (m, a) in per_module.items()}
+        result["modules"] = {name: {"macs": m // batch, "acts": a // batch} for name, (m, a) in tally.per_module.items()}
     return result
-
-
-COUNTERS = ("dispatch", "fvcore")
 
 
 def count(model_on_meta: nn.Module, input_shape: tuple[int, ...], counter: str = "dispatch", by_module: bool = False) -> dict[str, Any]:
     """MACs, activations and uncounted ops with the chosen counter; fvcore gets zero-filled real weights."""
     if counter == "fvcore":
-        return fvcore_counts(materialize(copy.deepcopy(model_on_meta)), input_shape, by_module=by_module)
+        result = fvcore_counts(materialize(copy.deepcopy(model_on_meta)), input_shape, by_module=by_module)
+        note = counters_differ(result, dispatch_counts(model_on_meta, input_shape))
+        if note:
+            result["note"] = note
+        return result
     return dispatch_counts(model_on_meta, input_shape, by_module=by_module)
+
+
+# Element-wise, normalising and pooling ops fvcore leaves uncounted by design (they hold no MACs).
+_NO_MACS = ("relu", "add", "mul", "batch_norm", "pool", "cat", "dropout", "flatten", "sigmoid", "softmax", "gelu",
+            "silu", "hardswish", "hardsigmoid", "layer_norm", "group_norm", "mean", "div", "sub", "clamp", "pad",
+            "upsample", "size", "view", "reshape", "contiguous", "sum", "lrn", "local_response_norm", "numtotensor",
+            "int", "floordiv", "chunk", "split", "permute", "transpose", "expand", "neg", "exp", "sqrt", "rsqrt")
+
+
+def counters_differ(fvcore: dict[str, Any], dispatch: dict[str, Any]) -> str | None:
+    """A row's note where fvcore's count differs from the default counter's: both figures, the compute ops fvcore
+    traced without counting, and the ops the dispatch counter counted."""
+    if fvcore["macs"] == dispatch["macs"] and fvcore["acts"] == dispatch["acts"]:
+        return None
+    skipped = [op for op in fvcore.get("unsupported_ops", {}) if not any(k in op.lower() for k in _NO_MACS)]
+    counted = ", ".join(f"{op} x{n}" for op, n in dispatch.get("counted_ops", {}).items())
+    return (f"fvcore counts {fvcore['macs']:,} MACs per image, the dispatch counter {dispatch['macs']:,}: ops fvcore "
+            f"left uncounted: {', '.join(skipped) or 'none with MACs'}; the dispatch counter counted {counted}")
+
+
+@contextlib.contextmanager
+def _fvcore_quiet() -> Iterator[None]:
+    """fvcore imports and traces through APIs torch marks deprecated (FutureWarning, DeprecationWarning): the count
+    is unaffected, and the warnings are not convbench's to show."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def _as_int(count: Any) -> int:
@@ -184,7 +199,8 @@ def _as_int(count: Any) -> int:
 
 
 def _fvcore_handles() -> dict[str, Any]:
-    from fvcore.nn import jit_handles as jh
+    with _fvcore_quiet():
+        from fvcore.nn import jit_handles as jh
 
     def both(flop_handle, act_name):
         act_handle = jh.generic_activation_jit(act_name)
@@ -211,7 +227,8 @@ def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: boo
     Only conv and matmul-like ops have handles: fvcore's batch-norm handle would add BN's elementwise work
     to the total (and overriding it with None does not remove it), so BN, pooling, adds and activations are
     left unhandled on purpose and listed in `unsupported_ops` instead of silently counted or hidden."""
-    from fvcore.nn.jit_analysis import JitModelAnalysis
+    with _fvcore_quiet():
+        from fvcore.nn.jit_analysis import JitModelAnalysis
 
     device = next(iter(model.parameters())).device
     was_training = model.training
@@ -220,9 +237,7 @@ def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: boo
         analysis = JitModelAnalysis(model, (torch.zeros(input_shape, device=device),))
         analysis.set_op_handle(**_fvcore_handles())
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-        with warnings.catch_warnings():
-            # fvcore traces through torch.jit, which torch 2.13 marks deprecated; the count is unaffected.
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with _fvcore_quiet():
             totals = analysis.by_operator()
         batch = input_shape[0]
         result: dict[str, Any] = {
@@ -269,32 +284,17 @@ def _conv_backward_macs(args: tuple, outputs: Any) -> int:
 def training_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """MACs per image of one training step's forward and backward (conv and matmul-like ops, the auxiliary heads
     included where the model runs them in training), counted on the meta device. `model` must be on meta."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-
-    total = [0]
-
-    class _Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            name = func.overloadpacket.__name__
-            if name == "convolution_backward":
-                total[0] += _conv_backward_macs(args, out)
-            elif name in _MAC_OPS:
-                total[0] += _MAC_OPS[name](args, out)
-            return out
-
     was_training = model.training
     model.train()
     try:
-        with fast_batch_norm(), _Count():
+        with _counting(model) as tally:
             out = model(torch.zeros(input_shape, device="meta"))
             loss = logits_of(out).float().sum() + sum(a.float().sum() for a in auxiliary(out))
             loss.backward()
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
-    return total[0] // input_shape[0]
+    return tally.macs // input_shape[0]
 
 
 def input_shape_for(name: str, batch_size: int = 1, input_size: int | None = None) -> tuple[int, int, int, int]:
@@ -302,23 +302,9 @@ def input_shape_for(name: str, batch_size: int = 1, input_size: int | None = Non
     return (batch_size, 3, size, size)
 
 
-def _drop_batch_norm(module: nn.Module) -> None:
-    # On meta, batch norm runs through a slow Python decomposition; it preserves shape and holds no MACs.
-    for child_name, child in module.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(module, child_name, nn.Identity())
-        else:
-            _drop_batch_norm(child)
-
-
 def static_summary(name: str, input_size: int | None = None, **overrides: Any) -> dict[str, Any]:
     """params, MACs and activations per image from a meta-device build: what `convbench list` prints."""
     model = zoo_model_on_meta(name, **overrides)
     params = count_params(model)
-    _drop_batch_norm(model)
-    counts = analytic_counts(model, input_shape_for(name, 1, input_size))
+    counts = dispatch_counts(model, input_shape_for(name, 1, input_size))
     return {"params": params, "macs": counts["macs"], "acts": counts["acts"]}
-
-
-def gmacs(macs: int | float) -> float:
-    return float("nan") if macs is None or (isinstance(macs, float) and math.isnan(macs)) else macs / 1e9

@@ -15,6 +15,8 @@ def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispat
     traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)
     unsupported = ";".join(f"{op}:{n}" for op, n in traced["unsupported_ops"].items())
     counts.update(macs=traced["macs"], acts=traced["acts"], unsupported_ops=unsupported)
+    if traced.get("note"):
+        counts["note"] = traced["note"]
     if by_layer:
         params = {n: sum(p.numel() for p in m.parameters()) for n, m in meta.named_modules()}
         own = self_counts(traced["modules"], [n for n, _ in meta.named_modules()])

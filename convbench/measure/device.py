@@ -1,14 +1,12 @@
-"""The few things every measurer does differently on a GPU and on the CPU, in one place: waiting for the device,
-timing one call, autocast, the input a row runs on, and peak memory over a stretch of work.
+"""The few things every measurer does differently on a GPU and on the CPU, in one place (timing apart, which is the
+one clock's, convbench.measure.clock): autocast, the input a row runs on, and peak memory over a stretch of work.
 
-CUDA: a host clock does not wait for the GPU, so a call is timed with events recorded on the stream around it,
-and peaks are the caching allocator's over its baseline. CPU: perf_counter, and the resident-set high-water
-mark of this process (Linux; a process's peak RSS only rises, so it is reset before each stretch)."""
+CUDA: peaks are the caching allocator's over its baseline. CPU: the resident-set high-water mark of this process
+(Linux; a process's peak RSS only rises, so it is reset before each stretch)."""
 from __future__ import annotations
 
 import contextlib
 import math
-import time
 from typing import Any, Callable
 
 import torch
@@ -28,25 +26,6 @@ def validate_device(device: str) -> None:
     if not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device here (torch "
                         f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA)")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_once(fn: Callable[[], Any], device: torch.device) -> float:
-    """Milliseconds of one call of `fn` on `device`."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
 
 
 def autocast(device_type: str, dtype: torch.dtype | None, cache_enabled: bool = True) -> contextlib.AbstractContextManager:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from convbench.measure.device import synchronize
+from convbench.measure.clock import synchronize
 from convbench.measure.quiet import profiler_chatter_dropped
 
 PREFIX = "module::"

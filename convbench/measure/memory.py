@@ -24,7 +24,7 @@ from convbench.measure.device import DTYPES, PeakMemory, autocast
 from convbench import children
 from convbench.errors import error_text
 from convbench.measure.complexity import materialize
-from convbench.measure.meta import fast_batch_norm
+from convbench.zoo.meta import fast_batch_norm
 from convbench.zoo.outputs import logits_of
 from convbench.zoo.specs import ModelSpec
 

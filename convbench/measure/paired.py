@@ -1,16 +1,20 @@
 """Paired, interleaved timing of two variants: the ratio of their latencies with a confidence interval.
 
 Runs alternate A B, B A, A B, ... so drift (thermal, frequency, a neighbour on a shared machine) hits both
-sides alike; each pair gives one ratio t_B / t_A, and the median ratio gets a distribution-free 95%
-interval from the order statistics of the binomial (the sign-test interval for a median)."""
+sides alike; each pair gives one ratio t_B / t_A, and the median ratio gets a distribution-free interval from
+exact binomial order statistics (convbench.stats.median_interval)."""
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
 
-from convbench.measure.device import synchronize, time_once
+from convbench import stats
+from convbench.measure import clock
+
+LEVEL = 0.95
+# The fewest pairs with a real 95% interval for their median ratio.
+MIN_PAIRS = stats.smallest_n(LEVEL)
 
 
 def paired_times(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch.device, warmup: int,
@@ -18,28 +22,23 @@ def paired_times(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch
     for _ in range(warmup):
         fn_a()
         fn_b()
-    synchronize(device)
+    clock.synchronize(device)
     out = []
     for i in range(pairs):
         if i % 2 == 0:
-            a = time_once(fn_a, device)
-            b = time_once(fn_b, device)
+            a = clock.time_ms(fn_a, device)
+            b = clock.time_ms(fn_b, device)
         else:
-            b = time_once(fn_b, device)
-            a = time_once(fn_a, device)
+            b = clock.time_ms(fn_b, device)
+            a = clock.time_ms(fn_a, device)
         out.append((a, b))
     return out
 
 
-def median_ci(values: list[float], z: float = 1.96) -> tuple[float, float, float]:
-    """Median and its ~95% distribution-free interval (ranks n/2 -/+ z*sqrt(n)/2)."""
-    s = sorted(values)
-    n = len(s)
-    mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-    half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half))
-    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
-    return mid, s[lo], s[hi]
+def median_ratio(values: list[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(median, low, high) of per-pair ratios: the interval at `level`, (nan, nan) with too few pairs for it."""
+    low, high = stats.median_interval(values, level)
+    return stats.median(values), low, high
 
 
 # A side whose time moves this much between the first and the last third of its pairs changed speed during the row

@@ -1,20 +1,11 @@
-"""Latency: warm up, then time each iteration on its own; report the distribution, not one mean.
-
-CUDA iterations are timed with events recorded on the stream around each call (the host never waits
-inside the loop, so launch overhead overlaps as it would in use); CPU iterations with perf_counter."""
+"""Latency as a distribution, not one mean: the summary columns of a list of per-call milliseconds (which the one
+clock, convbench.measure.clock, measured)."""
 from __future__ import annotations
 
 import statistics
-import time
-from typing import Any, Callable
-
-import torch
-
-from convbench.measure.device import synchronize
+from typing import Any
 
 NOISY_IQR_OVER_MEDIAN = 0.10
-MIN_SAMPLES = 5
-MAX_SAMPLES = 10_000
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -41,42 +32,3 @@ def summarize(samples_ms: list[float]) -> dict[str, Any]:
         "timed_iters": len(s),
         "noisy": bool(p50 > 0 and iqr / p50 > NOISY_IQR_OVER_MEDIAN),
     }
-
-
-def time_iterations(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int | None,
-                    min_time_s: float) -> list[float]:
-    """Per-iteration milliseconds: exactly `iters` if given, else until `min_time_s` of timed work
-    (and at least MIN_SAMPLES)."""
-    cuda = device.type == "cuda"
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    target = iters if iters is not None else MAX_SAMPLES
-    samples: list[float] = []
-    if cuda:
-        events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-        wall_start = time.perf_counter()
-        while len(events) < target:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            events.append((start, end))
-            # Only look at the clock every few launches so the host stays ahead of the GPU.
-            if iters is None and len(events) >= MIN_SAMPLES and len(events) % 10 == 0:
-                torch.cuda.synchronize(device)
-                if time.perf_counter() - wall_start >= min_time_s:
-                    break
-        torch.cuda.synchronize(device)
-        samples = [s.elapsed_time(e) for s, e in events]
-    else:
-        total = 0.0
-        while len(samples) < target:
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            samples.append(dt * 1e3)
-            total += dt
-            if iters is None and len(samples) >= MIN_SAMPLES and total >= min_time_s:
-                break
-    return samples

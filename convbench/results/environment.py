@@ -1,7 +1,6 @@
 """The machine and software behind a run: env.json, the source commit, the CPU's name, and the time."""
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import os
 import platform
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from convbench._version import __version__
+from convbench.measure.host import cpu_name, now
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -59,29 +59,12 @@ def environment(device: str) -> dict[str, Any]:
                                                   capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
         except (OSError, subprocess.SubprocessError, IndexError):
             pass
-    try:
-        import fvcore  # noqa: F401
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+    try:  # read from its metadata: importing fvcore costs time and, on newer torch, a warning
         env["fvcore"] = version("fvcore")
-    except Exception:  # fvcore's absence is recorded, not fatal here
+    except PackageNotFoundError:  # fvcore's absence is recorded, not fatal here
         env["fvcore"] = None
     return env
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: str) -> str:

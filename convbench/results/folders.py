@@ -10,17 +10,15 @@
   beside their place and renamed into it: a reader, or a full disk, never sees half of one."""
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import errno
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from convbench.errors import DiskFull, UserError
+from convbench.errors import UserError
+from convbench.files import write_atomically
 from convbench.results.schema import ENV_FILE, FORMATS, LAYERS_CSV, ROWS_FILE, SAMPLES_CSV, SAMPLES_PARQUET, STEPS_CSV
 
 if TYPE_CHECKING:
@@ -35,9 +33,6 @@ RUN_FILES = {
     "train": (ROWS_FILE["train"], STEPS_CSV, ENV_FILE),
 }
 MARKERS = tuple(ROWS_FILE.values())
-FULL = (errno.ENOSPC, errno.EDQUOT)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def _said(exc: OSError) -> str:
@@ -144,31 +139,6 @@ def prove_writable(out: Path) -> Path:
     except OSError as exc:
         raise UserError(f"cannot write to output folder {out}: {_said(exc)}") from None
     return out
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write the whole file to; renamed onto `path` when the block ends well,
-    removed when it does not (a full disk leaves the old file as it was)."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would make a results file private to its writer
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except OSError as exc:
-        if exc.errno in FULL:
-            raise DiskFull(f"the disk holding {path.parent} is full: {path.name} was not written"
-                           + (" (the old one is as it was)" if path.exists() else "")) from None
-        raise
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, errors="backslashreplace")  # a non-UTF-8 folder name, escaped
 
 
 # The columns without which convbench cannot read a rows file as its kind.

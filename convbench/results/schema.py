@@ -63,6 +63,9 @@ PROFILE_COLUMNS: dict[str, str] = {
     "gpu_busy": "CUDA: device_ms / latency p50",
     "launch_bound": "CUDA: gpu_busy below 0.5, the host's launching decides the latency",
     "row_id": "this row's index in the run; samples.parquet (or samples.csv) holds its per-iteration timings",
+    "instructions": "instructions one forward executes per image at this batch (valgrind's callgrind, one thread; "
+                    "--metrics instructions)",
+    "instructions_per_mac": "instructions over MACs: the executed work per unit of counted arithmetic",
     **CONTEXT_COLUMNS,
 }
 

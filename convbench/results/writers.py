@@ -7,16 +7,22 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from convbench.errors import DiskFull, UserError
-from convbench.results.folders import FULL, atomic_path, write_atomically
+from convbench.files import FULL, atomic_path, write_atomically
 from convbench.results.schema import ENV_FILE, LAYER_COLUMNS, LAYERS_CSV, SAMPLE_COLUMNS, SAMPLES_CSV, SAMPLES_PARQUET
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from convbench.run.rows import Row
+
+class Finished(Protocol):
+    """What a writer takes of a finished row (convbench.run.rows.Row is one): its values, its per-layer rows and
+    its timed samples."""
+    values: dict[str, Any]
+    layers: list[dict[str, Any]]
+    samples: list[dict[str, Any]] | None
 
 
 class RowWriter:
@@ -117,7 +123,7 @@ class ResultSink:
                 self._samples = SampleWriter(self.out)
         return self
 
-    def add(self, finished: Row) -> None:
+    def add(self, finished: Finished) -> None:
         row = finished.values
         if "row_id" in self.columns:
             row["row_id"] = len(self.rows)
@@ -202,3 +208,25 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomically(path, json.dumps(data, indent=1, default=str))
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """A whole table as CSV, whole or not at all (a merge's rows, the gate's figures)."""
+    write_atomically(path, df.to_csv(index=False))
+
+
+def write_markdown(df: pd.DataFrame, path: Path, lines: Iterable[str] = ()) -> None:
+    """A table for reading, with lines of text under it, whole or not at all."""
+    write_atomically(path, to_markdown(df) + "".join(f"\n{line}" for line in lines) + ("\n" if lines else ""))
+
+
+def write_samples(frame: pd.DataFrame, out: Path) -> Path:
+    """Raw samples gathered whole (a merge's): samples.parquet where pyarrow is installed, else samples.csv."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        write_csv(frame, out / SAMPLES_CSV)
+        return out / SAMPLES_CSV
+    with atomic_path(out / SAMPLES_PARQUET) as temporary:
+        frame.to_parquet(temporary, index=False)
+    return out / SAMPLES_PARQUET

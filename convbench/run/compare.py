@@ -2,7 +2,7 @@
 (convbench.run.sweep), whose unit is a case: a baseline and its variants, at every batch size.
 
 Counts use profile's measurers (MACs and activations, exact saved bytes); latency ratios come from paired
-interleaved runs against the case's baseline; the verdict (convbench.analysis.verdicts) says how much of the
+interleaved runs against the case's baseline; the verdict (convbench.run.verdicts) says how much of the
 MAC saving the measured time realises."""
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from torch import nn
 
-from convbench.analysis.verdicts import peak_clause, verdict
-from convbench.errors import error_text, is_oom
+from convbench.run.verdicts import peak_clause, verdict
 from convbench.measure import ceiling, complexity, device_time, host_load, memory
 from convbench.measure.device import DTYPES, input_batch
-from convbench.measure.paired import drift, drift_note, median_ci, paired_times
+from convbench import stats
+from convbench.measure.paired import drift, drift_note, median_ratio, paired_times
 from convbench.measure.roofline import above_peak, share_of_peak
 from convbench.results.schema import COMPARE_COLUMNS, COMPARE_READER_COLUMNS
 from convbench.run import modes, rows, settings, sweep
 from convbench.run.config import CompareConfig
-from convbench.run.rows import Row
+from convbench.run.rows import Builder, Row
 from convbench.zoo.blocks.resnext import GroupedBottleneck, load_from_grouped
-from convbench.zoo.comparisons import Case, Variant, get_cases
+from convbench.zoo.comparisons import CompareCase, Variant, get_cases
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,7 +38,7 @@ def _ratio(a: Any, b: Any) -> float:
         return float("nan")
 
 
-def _shape_for(case: Case, config: CompareConfig) -> tuple[int, int, int]:
+def _shape_for(case: CompareCase, config: CompareConfig) -> tuple[int, int, int]:
     return case.shape if case.whole_network or config.shape is None else config.shape
 
 
@@ -49,10 +49,10 @@ def _counts(build: Callable[[], nn.Module], shape: tuple[int, int, int], batch_s
     with torch.device("meta"):
         saved = memory.count_saved_bytes(build(), torch.zeros(batch_size, *shape, device="meta"))
     return {"params": complexity.count_params(meta), "macs": traced["macs"], "acts": traced["acts"],
-            "saved_act_bytes": saved["saved_act_bytes"]}
+            "saved_act_bytes": saved["saved_act_bytes"], **({"note": traced["note"]} if traced.get("note") else {})}
 
 
-def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
+def _max_abs_diff(case: CompareCase, variants: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
     """For the ResNeXt forms: map (c)'s weights into (a) and (b) and compare outputs. In full fp32 on every device
     (TF32 off for the check): with TF32 a GPU's convolutions round to 10 bits of mantissa and the forms would
     differ by about 1e-2, which says nothing about whether they compute the same function."""
@@ -70,7 +70,7 @@ def _max_abs_diff(case: Case, variants: dict[str, nn.Module], x: torch.Tensor) -
     return diffs
 
 
-def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, found: list[Row], config: CompareConfig) -> None:
+def _measure(case: CompareCase, modules: dict[str, nn.Module], x: torch.Tensor, found: list[Builder], config: CompareConfig) -> None:
     device = torch.device(config.device)
     dtype = DTYPES[config.dtype]
     forwards = {name: modes.prepare(m, x, config.mode, device, dtype, config.warmup) for name, m in modules.items()}
@@ -85,9 +85,9 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, found: 
         pairs = paired_times(forwards[base_name], forwards[name], device, config.warmup, config.pairs)
         mine, theirs = [b for _, b in pairs], [a for a, _ in pairs]
         base_times += theirs
-        ratio, lo, hi = median_ci([b / a for a, b in pairs])
+        ratio, lo, hi = median_ratio([b / a for a, b in pairs])
         values.update(measured_ratio=ratio, ratio_ci_low=lo, ratio_ci_high=hi, pairs=len(pairs),
-                      latency_ms_p50=median_ci(mine)[0], baseline_ms_p50=median_ci(theirs)[0], drift=drift(mine))
+                      latency_ms_p50=stats.median(mine), baseline_ms_p50=stats.median(theirs), drift=drift(mine))
         row.samples = [{"baseline_ms": a, "latency_ms": b} for a, b in pairs]
         notes = [drift_note("variant", mine), drift_note("baseline", theirs)]
         values["note"] = "; ".join(n for n in notes if n) or None
@@ -96,7 +96,7 @@ def _measure(case: Case, modules: dict[str, nn.Module], x: torch.Tensor, found: 
         row.values.update(load)
     base = found[0].values
     base.update(measured_ratio=1.0, ratio_ci_low=1.0, ratio_ci_high=1.0, pairs=len(base_times),
-                latency_ms_p50=median_ci(base_times)[0] if base_times else float("nan"))
+                latency_ms_p50=stats.median(base_times))
     found[0].samples = [{"latency_ms": a} for a in base_times]
     for row in found:
         values = row.values
@@ -113,20 +113,20 @@ def _add_note(values: dict[str, Any], note: str | None) -> None:
     values["note"] = "; ".join(filter(None, [values.get("note"), note])) or None
 
 
-class ComparePlan(sweep.Plan[Case]):
+class ComparePlan(sweep.Plan[CompareCase]):
     kind = "compare"
     unit_column = "case"
     columns = COMPARE_COLUMNS
     reader_columns = COMPARE_READER_COLUMNS
     config_class = CompareConfig
 
-    def units(self) -> list[Case]:
+    def units(self) -> list[CompareCase]:
         return get_cases(self.config.name, self.config.shape, self.config.claims, self.config.output)
 
-    def name(self, case: Case) -> str:
+    def name(self, case: CompareCase) -> str:
         return case.name
 
-    def cost(self, case: Case) -> float:
+    def cost(self, case: CompareCase) -> float:
         """A case's share of a sweep: its variants' MACs x images (counted on the meta device)."""
         shape = _shape_for(case, self.config)
         total = 0
@@ -144,39 +144,36 @@ class ComparePlan(sweep.Plan[Case]):
         variants = [v.name for v in case.variants] if case else []
         return [{"case": name, "batch_size": bs, "variant": v} for bs in config.batch_sizes for v in variants]
 
-    def describe(self, case: Case, key: sweep.Key) -> dict[str, Any]:
+    def describe(self, case: CompareCase, key: sweep.Key) -> dict[str, Any]:
         variant = next(v for v in case.variants if v.name == key["variant"])
         return self._variant_row(case, variant, key["batch_size"])
 
-    def _variant_row(self, case: Case, variant: Variant, bs: int) -> dict[str, Any]:
+    def _variant_row(self, case: CompareCase, variant: Variant, bs: int) -> dict[str, Any]:
         return {"comparison": case.comparison, "case": case.name, "variant": variant.name,
                 "baseline": case.variants[0].name, "claim": case.claim,
                 "input_shape": "x".join(map(str, _shape_for(case, self.config))), "batch_size": bs,
                 "mode": self.config.mode, "claimed_ratio": variant.claimed_ratio}
 
-    def isolates(self, case: Case) -> bool:
+    def isolates(self, case: CompareCase) -> bool:
         return self.config.isolated and case.whole_network
 
-    def measure(self, case: Case, on_stage: rows.OnStage | None, on_event: sweep.OnEvent) -> Iterator[Row]:
+    def measure(self, case: CompareCase, on_stage: rows.OnStage | None, on_event: sweep.OnEvent) -> Iterator[Row]:
         for bs in self.config.batch_sizes:
             if on_stage:
                 on_stage("measuring", bs)
             yield from self._case_rows(case, bs)
 
-    def _case_rows(self, case: Case, bs: int) -> list[Row]:
+    def _case_rows(self, case: CompareCase, bs: int) -> list[Row]:
         config = self.config
         shape = _shape_for(case, config)
         channels = shape[0]
         device = torch.device(config.device)
         found = []
         for v in case.variants:
-            values = self._variant_row(case, v, bs)
-            try:
-                values.update(_counts(lambda: v.build(channels), shape, bs, config.counter), counter=config.counter)
-                values["status"] = rows.OK
-            except Exception as exc:
-                values.update(status=rows.ERROR, error=f"counting failed: {error_text(exc)}")
-            found.append(Row(values))
+            row = Builder(self._variant_row(case, v, bs), essential=("counting", "timing"))
+            row.attempt("counting", lambda: {**_counts(lambda: v.build(channels), shape, bs, config.counter),
+                                             "counter": config.counter})
+            found.append(row)
         modules: dict[str, nn.Module] = {}
         try:
             for v in case.variants:
@@ -188,16 +185,14 @@ class ComparePlan(sweep.Plan[Case]):
             for row in found:
                 if row.values["variant"] in diffs:
                     row.values["max_abs_diff"] = diffs[row.values["variant"]]
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit) as exc:  # the case's pairs are shared: a failure is every variant's
             for row in found:
-                if row.values["status"] == rows.OK:
-                    row.values.update(status=rows.status_of(exc), error=rows.failure_text(exc))
-            if is_oom(exc) and torch.cuda.is_available():
-                torch.cuda.empty_cache()
+                if not row.essential_failed:
+                    row.fail("timing", exc)
         self._judge(found, bs)
-        return [Row(rows.finished(r.values, config, config.compiled), r.samples) for r in found]
+        return [row.finish(config, config.compiled) for row in found]
 
-    def _judge(self, found: list[Row], bs: int) -> None:
+    def _judge(self, found: list[Builder], bs: int) -> None:
         base = found[0].values
         peak = ceiling.cached(self.config.device)
         for row in found:

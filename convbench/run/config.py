@@ -16,11 +16,13 @@ import torch
 
 from convbench.errors import UserError
 from convbench.measure.device import DTYPES, validate_device
+from convbench.measure import instructions
+from convbench.measure.paired import MIN_PAIRS
 from convbench.results.schema import FORMATS
 from convbench.run import modes
 from convbench.zoo.comparisons import TRAIN_PAIRS
 
-METRICS = ("static", "all")
+METRICS = ("static", "all", "instructions")
 COUNTERS = ("dispatch", "fvcore")
 # Beyond these a number is a typo or an attack, not a run: each would take longer than any sweep is worth.
 MAX_WARMUP = 100_000
@@ -89,7 +91,14 @@ class ProfileConfig(SweepConfig):
         validate_batches(self.batch_sizes)
         validate_formats(self.formats)
         if self.metrics not in METRICS:
-            raise UserError(f"unknown metrics {self.metrics!r}; choose static or all")
+            raise UserError(f"unknown metrics {self.metrics!r}; choose static, all or instructions")
+        if self.metrics == "instructions":
+            if self.device != "cpu":
+                raise UserError("--metrics instructions counts what the CPU executes (valgrind); use it with --device cpu")
+            try:
+                instructions.valgrind()
+            except instructions.CountFailed as exc:
+                raise UserError(str(exc)) from None
         validate_count(self.warmup, "--warmup", 0, MAX_WARMUP)
         if self.iters is not None:
             validate_count(self.iters, "--iters", 1, MAX_ITERS)
@@ -132,7 +141,7 @@ class CompareConfig(SweepConfig):
         validate_counter(self.counter)
         modes.validate_modes((self.mode,), self.device)
         validate_count(self.warmup, "--warmup", 0, MAX_WARMUP)
-        validate_count(self.pairs, "--pairs", 3, MAX_ITERS)
+        validate_count(self.pairs, "--pairs", MIN_PAIRS, MAX_ITERS)
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
             raise UserError("--shape is C,H,W with three positive integers")
         if self.claims is not None and not all(math.isfinite(c) and c > 0 for c in self.claims):
@@ -173,8 +182,10 @@ class TrainConfig(SweepConfig):
                             f"{torch.cuda.device_count()} GPU{'s' if torch.cuda.device_count() != 1 else ''} here")
         if self.compare is not None and self.compare not in TRAIN_PAIRS:
             raise UserError(f"unknown --compare {self.compare!r}; choose one of {', '.join(TRAIN_PAIRS)}")
-        if self.log_every < 1 or self.warmup_steps < 0:
-            raise UserError("--log-every must be at least 1")
+        if self.log_every < 1:
+            raise UserError(f"--log-every must be at least 1, got {self.log_every}")
+        if self.warmup_steps < 0:
+            raise UserError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
         validate_input(self.input_size)
         if self.shard and self.nproc_per_node > 1:
             raise UserError("--nproc-per-node launches DDP itself; it cannot run inside a sharded sweep")

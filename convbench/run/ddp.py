@@ -22,10 +22,10 @@ from convbench.run.config import TrainConfig, from_payload, to_payload
 from convbench.run.data import load_data
 from convbench.run.engines import local_device
 from convbench.run.rows import Row
-from convbench.run.training import Side, sides_for, train_side
+from convbench.run.training import TrainingRun, sides_for, train_side
 
 
-def launch(config: TrainConfig, side: Side, one_process: dict[str, Any]) -> Row:
+def launch(config: TrainConfig, side: TrainingRun, one_process: dict[str, Any]) -> Row:
     """Run `side` on config.nproc_per_node processes; its row, with the scaling efficiency against the one-process
     run `one_process`, or an error row that says why the launch failed."""
     n = config.nproc_per_node

@@ -16,7 +16,7 @@ from torch import nn
 
 from convbench import children
 from convbench.errors import RowFailure, UserError, error_text
-from convbench.measure import ceiling, device_time, host_load, layer_times, memory, roofline, timing
+from convbench.measure import ceiling, clock, counted_forward, device_time, host_load, instructions, layer_times, memory, roofline, timing
 from convbench.measure.cache import CountCache
 from convbench.measure.counts import model_counts
 from convbench.measure.device import DTYPES, autocast, input_batch
@@ -58,7 +58,7 @@ def measure_speed(spec: ModelSpec, live: LiveModel, batch_size: int, counts: dic
     live.module.eval()
     forward = live.forward(mode, _input(spec, batch_size, config), config)
     start = host_load.snapshot()
-    samples = timing.time_iterations(forward, device, config.warmup, config.iters, config.min_time)
+    samples = clock.samples(forward, device, config.warmup, config.iters, config.min_time)
     row: dict[str, Any] = {**timing.summarize(samples), **host_load.load_columns(start, host_load.snapshot())}
     seconds = row["latency_ms_p50"] / 1e3
     row["throughput_img_s"] = batch_size / seconds
@@ -101,6 +101,16 @@ def _layer_times(spec: ModelSpec, live: LiveModel, batch_size: int, config: Prof
     return layer_times.module_times(live.module.eval(), forward, torch.device(config.device), trace_path=trace)
 
 
+def measure_instructions(spec: ModelSpec, batch_size: int, counts: dict[str, Any], config: ProfileConfig) -> dict[str, Any]:
+    """Instructions per image of one forward, counted by callgrind in a process of its own."""
+    try:
+        per_image = counted_forward.instructions_per_image(spec, batch_size, config.dtype, config.channels_last)
+    except instructions.CountFailed as exc:
+        raise RowFailure(str(exc)) from None
+    macs = counts.get("macs")
+    return {"instructions": per_image, "instructions_per_mac": per_image / macs if macs else float("nan")}
+
+
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
 
@@ -122,6 +132,7 @@ _FORKED: dict[str, Any] = {}
 
 def _counting_worker_start() -> None:
     torch.set_num_threads(1)
+    children.forked_worker()
     children.die_with_parent()
 
 
@@ -205,6 +216,8 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
                 key = {"model": spec.name, "batch_size": bs, "mode": mode}
                 row = Builder({**self.describe(spec, key), **counts}, ("build", "timing"), on_stage, bs)
                 row.inherit(saved)
+                if config.metrics == "instructions":
+                    row.attempt("instructions", lambda: measure_instructions(spec, bs, counts, config))
                 if config.metrics == "all":
                     if live is None:
                         live = row.obtain("build", lambda: build_live(spec, config))
@@ -232,6 +245,7 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
                 self.cache.merge(entries)
                 yield from found
             pool.close()
+            pool.join()  # the workers end on their own: no signal needed
         finally:
             pool.terminate()
             _FORKED.clear()
@@ -269,4 +283,3 @@ def profile(arch: str = "all", device: str = "cpu", batch_sizes=(1,), dtype: str
     return run_profile(config).frame
 
 
-profile.profile = profile  # type: ignore[attr-defined]  # convbench.profile.profile(...), as 0.1 spelled it

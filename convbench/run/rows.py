@@ -17,13 +17,12 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from convbench.errors import RowFailure, UserError, error_text, is_oom
-from convbench.results.environment import now
+from convbench.errors import Diverged, RowFailure, UserError, error_text, is_oom
+from convbench.measure.host import now
 from convbench.run import settings
 
 OK, PARTIAL, OOM, ERROR, DIVERGED = "ok", "partial", "oom", "error", "diverged"
 FAILED = (ERROR, DIVERGED)          # a run with such a row exits 1
-STATUSES = (OK, PARTIAL, OOM, ERROR, DIVERGED)
 
 
 @dataclass
@@ -75,15 +74,20 @@ def failure_text(exc: BaseException) -> str:
 
 
 def status_of(exc: BaseException) -> str:
+    if isinstance(exc, Diverged):
+        return DIVERGED
     return OOM if is_oom(exc) else ERROR
 
 
 def failure(values: dict[str, Any], config: Any, problem: BaseException | str, compiled: bool = False,
             status: str | None = None) -> Row:
     """The row of something that could not be measured at all, with the same context as a measured one."""
-    text = problem if isinstance(problem, str) else failure_text(problem)
-    kind = status or (ERROR if isinstance(problem, str) else status_of(problem))
-    return Row(finished({**values, "status": kind, "error": text}, config, compiled))
+    row = Builder(dict(values), essential=(WHOLE,))
+    if isinstance(problem, str):
+        row.failures.append((WHOLE, status or ERROR, problem))
+    else:
+        row.fail(WHOLE, problem, status)
+    return row.finish(config, compiled)
 
 
 # What a run's env.json records of the context every row carries (convbench.results.environment).
@@ -100,7 +104,10 @@ def not_run(values: dict[str, Any], text: str, env: dict[str, Any]) -> dict[str,
 
 
 LABELS = {"saved_bytes": "saved bytes", "layer_times": "layer times", "timing": "timing", "memory": "memory",
-          "build": "build", "counting": "counting"}
+          "build": "build", "counting": "counting failed"}
+WHOLE = "row"  # the label of a failure that leaves nothing of the row to measure
+# A failure of these is the whole row's error, said as it is (a training run's loss that became NaN).
+UNLABELLED = {"training", WHOLE}
 
 _KNOWN = [
     (re.compile(r"Expected more than 1 value per channel when training"),
@@ -117,6 +124,8 @@ def reason(text: str) -> str:
 
 def labelled(label: str, text: str) -> str:
     """'saved bytes: n/a at batch 1 (...)'; a memory pass's 'training pass failed: ...' becomes 'training memory: ...'."""
+    if label in UNLABELLED:
+        return text
     if text.startswith("training pass failed: "):
         return f"training memory: {reason(text.removeprefix('training pass failed: '))}"
     return f"{LABELS.get(label, label)}: {reason(text)}"
@@ -163,10 +172,18 @@ class Builder:
         except UserError:
             raise  # bad input (an --output the forward lacks) ends the run in one line, not one row
         except (Exception, SystemExit) as exc:
-            if is_oom(exc) and torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            self.failures.append((label, status_of(exc), failure_text(exc)))
+            self.fail(label, exc)
             return None
+
+    def fail(self, label: str, exc: BaseException, status: str | None = None) -> None:
+        """Record a failure of the measure `label` (one that ran outside `obtain`, shared by several rows)."""
+        if is_oom(exc) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.failures.append((label, status or status_of(exc), failure_text(exc)))
+
+    @property
+    def essential_failed(self) -> bool:
+        return any(label in self.essential for label, _, _ in self.failures)
 
     def inherit(self, other: "Builder") -> None:
         """Take another builder's columns and failures (a measure shared by several rows)."""
@@ -176,7 +193,7 @@ class Builder:
     def finish(self, config: Any, compiled: bool) -> Row:
         values = dict(self.values)
         values["error"] = "; ".join(dict.fromkeys(labelled(label, text) for label, _, text in self.failures)) or None
-        values["note"] = "; ".join(dict.fromkeys(self.notes)) or None
+        values["note"] = "; ".join(dict.fromkeys(filter(None, [values.get("note"), *self.notes]))) or None
         essential = next((kind for label, kind, _ in self.failures if label in self.essential), None)
         values["status"] = essential or (PARTIAL if self.failures else OK)
         return Row(finished(values, config, compiled), self.samples, self.layers)

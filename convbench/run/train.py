@@ -13,13 +13,13 @@ from convbench.results.writers import RowWriter
 from convbench.run import ddp, rows, sweep
 from convbench.run.config import TrainConfig
 from convbench.run.rows import Row
-from convbench.run.training import Side, meta_build, sides_for, train_row
+from convbench.run.training import TrainingRun, meta_build, sides_for, train_row
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-class TrainPlan(sweep.Plan[Side]):
+class TrainPlan(sweep.Plan[TrainingRun]):
     kind = "train"
     unit_column = "run"
     columns = TRAIN_COLUMNS
@@ -29,13 +29,13 @@ class TrainPlan(sweep.Plan[Side]):
         super().__init__(config)
         self._steps: RowWriter | None = None
 
-    def units(self) -> list[Side]:
+    def units(self) -> list[TrainingRun]:
         return sides_for(self.config)
 
-    def name(self, side: Side) -> str:
+    def name(self, side: TrainingRun) -> str:
         return side.run
 
-    def cost(self, side: Side) -> float:
+    def cost(self, side: TrainingRun) -> float:
         """A network's share of a training sweep (every side runs the same steps and batch): its MACs per image."""
         try:
             return float(count(meta_build(side, 10), (1, *side.input_shape))["macs"])
@@ -46,13 +46,13 @@ class TrainPlan(sweep.Plan[Side]):
     def keys(cls, config: TrainConfig, name: str) -> list[sweep.Key]:
         return [{"run": name, "nproc": n} for n in dict.fromkeys((1, config.nproc_per_node))]
 
-    def describe(self, side: Side, key: sweep.Key) -> dict[str, Any]:
+    def describe(self, side: TrainingRun, key: sweep.Key) -> dict[str, Any]:
         return {"run": side.run, "model": side.model, **key}
 
-    def measure(self, side: Side, on_stage: rows.OnStage | None, on_event: sweep.OnEvent) -> Iterator[Row]:
+    def measure(self, side: TrainingRun, on_stage: rows.OnStage | None, on_event: sweep.OnEvent) -> Iterator[Row]:
         if on_stage:
             on_stage("training", side.run)
-        one = Row(rows.finished(train_row(side, self.config, on_event), self.config, self.config.compile))
+        one = train_row(side, self.config, on_event)
         yield one
         if self.config.nproc_per_node > 1 and one.values["status"] == rows.OK:
             yield ddp.launch(self.config, side, one.values)

@@ -6,7 +6,6 @@ a model has them on, add 0.3 x their loss, as in the GoogLeNet and Inception pap
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -14,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convbench.errors import UserError
-from convbench.measure import ceiling, host_load
+from convbench.errors import Diverged
+from convbench.measure import ceiling, clock, host_load
 from convbench.measure.complexity import training_macs
-from convbench.measure.device import DTYPES, PeakMemory, autocast, synchronize
-from convbench.measure.meta import build_on_meta
+from convbench.measure.device import DTYPES, PeakMemory, autocast
+from convbench.zoo.meta import build_on_meta
 from convbench.measure.host_load import BUSY_SHARE
 from convbench.measure.roofline import above_peak, model_flops_utilisation
 from convbench.measure.timing import summarize
-from convbench.results.environment import now
+from convbench.measure.host import now
 from convbench.run import rows
 from convbench.run.config import TrainConfig
 from convbench.run.data import Dataset, load_data
@@ -34,7 +33,7 @@ from convbench.zoo.specs import input_shape, resolve_models
 
 
 @dataclass(frozen=True)
-class Side:
+class TrainingRun:
     """One network to train: a label for the report and a builder taking the number of classes."""
     run: str
     model: str
@@ -47,12 +46,12 @@ class Side:
         return self.input_shape[1]
 
 
-def sides_for(config: TrainConfig) -> list[Side]:
+def sides_for(config: TrainConfig) -> list[TrainingRun]:
     if config.compare:
         out = []
         for label, name, overrides in TRAIN_PAIRS[config.compare]:
             info = get_model_info(name)
-            out.append(Side(label, name, info.family, input_shape(config.input_size, info.input_size),
+            out.append(TrainingRun(label, name, info.family, input_shape(config.input_size, info.input_size),
                             lambda n, info=info, overrides=overrides: _picked(info.build(num_classes=n, **overrides), config)))
         return out
     out = []
@@ -60,10 +59,10 @@ def sides_for(config: TrainConfig) -> list[Side]:
     for spec in resolve_models(config.arch, config.input_size, config.output):
         if spec.name in zoo:
             info = get_model_info(spec.name)
-            out.append(Side(spec.name, spec.name, spec.family, spec.input_shape,
+            out.append(TrainingRun(spec.name, spec.name, spec.family, spec.input_shape,
                             lambda n, info=info: _picked(info.build(num_classes=n), config)))
         else:  # a user's module:function decides its own classes
-            out.append(Side(spec.name, spec.name, spec.family, spec.input_shape, lambda n, spec=spec: spec.build("cpu")))
+            out.append(TrainingRun(spec.name, spec.name, spec.family, spec.input_shape, lambda n, spec=spec: spec.build("cpu")))
     return out
 
 
@@ -79,10 +78,6 @@ def _loss(out: Any, y: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.
         raise ForwardOutputError(f"the forward gives {logits.shape[1]} logits per image, but the data has {classes} classes")
     loss = F.cross_entropy(logits.float(), y) + 0.3 * sum(F.cross_entropy(a.float(), y) for a in auxiliary(out))
     return loss, logits
-
-
-class NonFiniteLoss(Exception):
-    pass
 
 
 def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, channels_last: bool, autocast_ctx) -> float:
@@ -101,7 +96,7 @@ def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, cha
     return correct / len(data.test_y)
 
 
-def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable[[dict[str, Any]], None],
+def train_side(side: TrainingRun, config: TrainConfig, data: Dataset, on_step: Callable[[dict[str, Any]], None],
                rank: int = 0, world: int = 1, device: torch.device | None = None) -> dict[str, Any]:
     """Train one network for config.steps steps; per-step rows go to on_step; returns the summary's measured
     columns (its context is added when the row is finished)."""
@@ -126,35 +121,36 @@ def train_side(side: Side, config: TrainConfig, data: Dataset, on_step: Callable
     memory = PeakMemory(device)
     # Reset again after the warm-up steps, so that cuDNN's autotuning workspaces and compilation stay out of the peak.
     memory.reset()
-    start, load = time.perf_counter(), host_load.snapshot()
+    start, load = clock.now(), host_load.snapshot()
     times, losses, accs = [], [], []
     for step, (x, y) in enumerate(data.batches(config.batch_size, config.steps, config.seed, rank, world), start=1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        synchronize(device)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast_ctx():
-            loss, logits = _loss(step_model(x), y, data.num_classes)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        synchronize(device)
-        dt = (time.perf_counter() - t0) * 1e3
+        clock.synchronize(device)  # the batch's copy to the device stays out of the step
+
+        def train_step():
+            opt.zero_grad(set_to_none=True)
+            with autocast_ctx():
+                loss, logits = _loss(step_model(x), y, data.num_classes)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            return loss, logits
+        dt, (loss, logits) = clock.call_ms(train_step, device)
         value = float(loss.detach())
         acc = float((logits.detach().argmax(1) == y).float().mean())
         on_step({"run": side.run, "model": side.model, "nproc": world, "step": step, "loss": value, "batch_acc": acc,
                  "step_ms": dt, "timestamp": now()})
         if not math.isfinite(value):
-            raise NonFiniteLoss(f"{side.run}: loss became {value} at step {step}")
+            raise Diverged(f"{side.run}: loss became {value} at step {step}")
         if step > config.warmup_steps:
             times.append(dt)
         elif step == config.warmup_steps and step < config.steps:
             memory.reset()
         losses.append(value)
         accs.append(acc)
-    wall = time.perf_counter() - start
+    wall = clock.now() - start
     busy = _most_busy(host_load.window_columns(load), world)
     peak = memory.peak()
     stats = summarize(times or [float("nan")])
@@ -187,12 +183,12 @@ def _most_busy(load: dict[str, Any], world: int) -> dict[str, Any]:
     return {} if share.item() < 0 else {"host_busy": share.item(), "busy": share.item() > BUSY_SHARE}
 
 
-def meta_build(side: Side, classes: int) -> nn.Module:
+def meta_build(side: TrainingRun, classes: int) -> nn.Module:
     with build_on_meta():
         return side.build(classes).to("meta")
 
 
-def training_flops(side: Side, classes: int) -> int | None:
+def training_flops(side: TrainingRun, classes: int) -> int | None:
     """FLOPs of one image's forward and backward (2 per MAC), counted exactly on the meta device, auxiliary heads
     included where the network runs them in training."""
     try:
@@ -201,15 +197,9 @@ def training_flops(side: Side, classes: int) -> int | None:
         return None
 
 
-def train_row(side: Side, config: TrainConfig, on_step: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """One training run's summary columns, with its status; a failure becomes the status, never the end of a sweep."""
-    try:
-        data = load_data(config.data, side.input_shape, config.seed)
-        return {**train_side(side, config, data, on_step), "status": rows.OK}
-    except NonFiniteLoss as exc:
-        return {"run": side.run, "model": side.model, "nproc": 1, "status": rows.DIVERGED, "error": str(exc)}
-    except UserError:
-        raise
-    except (Exception, SystemExit) as exc:
-        return {"run": side.run, "model": side.model, "nproc": 1, "status": rows.status_of(exc),
-                "error": rows.failure_text(exc)}
+def train_row(side: TrainingRun, config: TrainConfig, on_step: Callable[[dict[str, Any]], None]) -> rows.Row:
+    """One training run's row; a failure (a loss that became NaN: diverged) becomes its status, never the end of a
+    sweep."""
+    row = rows.Builder({"run": side.run, "model": side.model, "nproc": 1}, essential=("training",))
+    row.attempt("training", lambda: train_side(side, config, load_data(config.data, side.input_shape, config.seed), on_step))
+    return row.finish(config, config.compile)

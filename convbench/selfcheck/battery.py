@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import gc
 import math
+import shutil
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 from convbench.errors import UserError, error_text
-from convbench.measure import complexity, memory, timing
+from convbench.measure import clock, complexity, memory
 from convbench.measure.ceiling import obtain
-from convbench.measure.device import autocast, synchronize, validate_device
+from convbench.measure.device import autocast, validate_device
 from convbench.results.environment import environment
 from convbench.run.config import ProfileConfig, TrainConfig
 from convbench.run.data import Dataset
 from convbench.run.modes import CUDA_ONLY, MODES, prepare
 from convbench.run.profile import run_profile
-from convbench.run.training import Side, train_side
+from convbench.run.training import TrainingRun, train_side
 from convbench.selfcheck import machine as probes
 from convbench.selfcheck.fixtures import Sleeps
 from convbench.zoo.registry import create_model
@@ -34,7 +34,6 @@ from convbench.zoo.specs import resolve_models
 if TYPE_CHECKING:
     import pandas as pd
 
-STATUSES = ("pass", "warn", "fail", "skip")
 
 
 @dataclass
@@ -72,7 +71,7 @@ def _default_counts(ctx: "Context") -> dict[str, int]:
 class Context:
     device: torch.device
     quick: bool = False
-    timer: Callable[..., list[float]] = timing.time_iterations
+    timer: Callable[..., list[float]] = clock.samples
     sweep: Callable[["Context"], Any] = _default_sweep
     counts: Callable[["Context"], dict[str, int]] = _default_counts
     facts: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +81,7 @@ class Context:
         return self.device.type == "cuda"
 
     def synchronize(self) -> None:
-        synchronize(self.device)
+        clock.synchronize(self.device)
 
 
 def machine(ctx: Context) -> Check:
@@ -133,7 +132,7 @@ def timer_fidelity(ctx: Context) -> Check:
 
 
 def fidelity(forward: Callable[[], Any], device: torch.device, rounds: int, seconds: float,
-             timer: Callable[..., list[float]] = timing.time_iterations) -> tuple[float, float, float]:
+             timer: Callable[..., list[float]] = clock.samples) -> tuple[float, float, float]:
     """convbench's timing protocol and torch.utils.benchmark's blocked_autorange on the same forward, in
     alternating short rounds (the machine's speed drifts between rounds, and both sides see each drift).
     Returns (ratio of medians, convbench ms, blocked_autorange ms)."""
@@ -149,12 +148,7 @@ def fidelity(forward: Callable[[], Any], device: torch.device, rounds: int, seco
 def _cuda_spin_ms(ctx: Context, cycles: int) -> float:
     """Event-timed duration of a kernel that spins `cycles` GPU clock cycles (torch.cuda._sleep, as PyTorch's own
     stream and event tests use)."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    torch.cuda._sleep(cycles)
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end)
+    return clock.time_ms(lambda: torch.cuda._sleep(cycles), ctx.device)
 
 
 def timer_truth(ctx: Context) -> Check:
@@ -175,11 +169,7 @@ def timer_truth(ctx: Context) -> Check:
         cycles *= 2
     one = statistics.median(ctx.timer(lambda: torch.cuda._sleep(cycles), ctx.device, 1, 5, 0.1))
     four = statistics.median(ctx.timer(lambda: torch.cuda._sleep(4 * cycles), ctx.device, 1, 5, 0.1))
-    torch.cuda.synchronize(ctx.device)
-    t0 = time.perf_counter()
-    torch.cuda._sleep(4 * cycles)
-    torch.cuda.synchronize(ctx.device)
-    wall = (time.perf_counter() - t0) * 1e3
+    wall = clock.wall_ms(lambda: torch.cuda._sleep(4 * cycles), ctx.device)
     linear, host = four / one, four / wall
     ok = abs(linear - 4) <= 0.2 and abs(host - 1) <= 0.05
     return Check("timer_truth", "pass" if ok else "fail",
@@ -283,7 +273,7 @@ def training(ctx: Context) -> Check:
     x = torch.randn(16, 3, 32, 32, generator=gen)
     y = torch.arange(16) % 4
     data = Dataset("fixed batch", x, y, x, y, 4)
-    side = Side("selfcheck", "tiny", "custom", (3, 32, 32), lambda n: nn.Sequential(
+    side = TrainingRun("selfcheck", "tiny", "custom", (3, 32, 32), lambda n: nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, n)))
     figures, failures = [], []
     for dtype in dtypes:
@@ -358,12 +348,36 @@ def ranks(ctx: Context) -> Check:
                  "; ".join(clashes))
 
 
+def _count_small_forward() -> int:
+    from convbench.gate.counted import count_instructions
+    return count_instructions("convbench.selfcheck.fixtures:tiny", 1, (3, 32, 32))
+
+
+def instructions_repeat(ctx: Context, count: Callable[[], int] = _count_small_forward) -> Check:
+    """One small forward counted twice by callgrind, at once: the instruction gate stands on equal figures."""
+    if shutil.which("valgrind") is None:
+        return Check("instructions_repeat", "skip", note="valgrind is not installed (apt-get install valgrind): the "
+                                                         "instruction gate cannot run here")
+    from concurrent.futures import ThreadPoolExecutor
+    from convbench.measure.instructions import CountFailed
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first, second = (f.result() for f in [pool.submit(count), pool.submit(count)])
+    except CountFailed as exc:
+        return Check("instructions_repeat", "fail", note=str(exc))
+    return Check("instructions_repeat", "pass" if first == second else "fail",
+                 f"{first:,} and {second:,} instructions per call", "equal, exactly")
+
+
 CHECKS: dict[str, Callable[[Context], Check]] = {
     "machine": machine, "timer_fidelity": timer_fidelity, "timer_truth": timer_truth, "nothing_held": nothing_held,
     "counts_agree": counts_agree, "modes": modes, "isolation": isolation, "training": training,
-    "within_peak": within_peak, "ranks": ranks,
+    "within_peak": within_peak, "ranks": ranks, "instructions_repeat": instructions_repeat,
 }
-QUICK_SKIPS = {"cpu": {"modes": "torch.compile on the CPU takes longer than --quick allows"}}  # on CUDA: eager and graphs
+# On CUDA --quick keeps eager and graphs; counting under the simulator takes most of a minute on any device.
+QUICK_SKIPS = {"cpu": {"modes": "torch.compile on the CPU takes longer than --quick allows",
+                       "instructions_repeat": "two processes under valgrind take longer than --quick allows"},
+               "cuda": {"instructions_repeat": "two processes under valgrind take longer than --quick allows"}}
 
 
 @dataclass
@@ -394,7 +408,7 @@ def run_selfcheck(device: str = "cpu", quick: bool = False, only: list[str] | No
     """The battery as a library call; `.frame` is one row per check."""
     validate(device, only)
     ctx = context or Context(torch.device(device), quick)
-    started = time.perf_counter()
+    started = clock.now()
     results = []
     for name, check in CHECKS.items():
         if only and name not in only:
@@ -411,4 +425,4 @@ def run_selfcheck(device: str = "cpu", quick: bool = False, only: list[str] | No
         if on_check:
             on_check(result)
     env = {**environment(device), "machine_findings": ctx.facts}
-    return SelfcheckResult(results, env, time.perf_counter() - started)
+    return SelfcheckResult(results, env, clock.now() - started)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from convbench.measure import host_load
-from convbench.results.environment import cpu_name
+from convbench.measure.host import cpu_name
 
 
 def _read(path: str) -> str | None:

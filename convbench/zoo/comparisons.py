@@ -25,7 +25,7 @@ class Variant:
 
 
 @dataclass(frozen=True)
-class Case:
+class CompareCase:
     comparison: str
     name: str
     claim: str
@@ -42,67 +42,67 @@ def _conv(cin: int, cout: int, groups: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1, groups=groups, bias=False)
 
 
-def _factorization() -> list[Case]:
+def _factorization() -> list[CompareCase]:
     c = "factorization"
     return [
-        Case(c, "5x5 vs two 3x3", "two stacked 3x3 cost 18/25 = 0.72 of one 5x5 (Inception-v3 3.1)", (288, 35, 35), (
+        CompareCase(c, "5x5 vs two 3x3", "two stacked 3x3 cost 18/25 = 0.72 of one 5x5 (Inception-v3 3.1)", (288, 35, 35), (
             Variant("5x5", lambda ch: ConvStack(ch, square(5))),
             Variant("3x3+3x3", lambda ch: ConvStack(ch, square(3, 2)), 18 / 25))),
-        Case(c, "7x7 vs three 3x3", "three stacked 3x3 have 27/49 = 0.55 of a 7x7's weights (VGG)", (288, 35, 35), (
+        CompareCase(c, "7x7 vs three 3x3", "three stacked 3x3 have 27/49 = 0.55 of a 7x7's weights (VGG)", (288, 35, 35), (
             Variant("7x7", lambda ch: ConvStack(ch, square(7))),
             Variant("3x3+3x3+3x3", lambda ch: ConvStack(ch, square(3, 3)), 27 / 49))),
-        Case(c, "3x3 vs two 2x2", "two 2x2 save only 11% of a 3x3 (8/9)", (288, 35, 35), (
+        CompareCase(c, "3x3 vs two 2x2", "two 2x2 save only 11% of a 3x3 (8/9)", (288, 35, 35), (
             Variant("3x3", lambda ch: ConvStack(ch, square(3))),
             Variant("2x2+2x2", lambda ch: ConvStack(ch, square(2, 2)), 8 / 9))),
-        Case(c, "GoogLeNet: 5x5 vs two 3x3 branches",
+        CompareCase(c, "GoogLeNet: 5x5 vs two 3x3 branches",
              "whole network, 224x224; the 5x5s read narrow reductions, so two 3x3 (expanding first) cost more", (3, 224, 224), (
             Variant("googlenet 5x5", _network("googlenet")),
             Variant("googlenet 3x3+3x3", _network("googlenet", branch5x5="3x3x2"))), whole_network=True),
     ]
 
 
-def _asymmetric() -> list[Case]:
+def _asymmetric() -> list[CompareCase]:
     c = "asymmetric"
     shapes = {3: (1280, 8, 8), 5: (768, 17, 17), 7: (768, 17, 17)}
     cases = [
-        Case(c, f"{n}x{n} vs 1x{n}+{n}x1", f"1x{n} then {n}x1 cost 2/{n} = {2 / n:.2f} of an {n}x{n}"
+        CompareCase(c, f"{n}x{n} vs 1x{n}+{n}x1", f"1x{n} then {n}x1 cost 2/{n} = {2 / n:.2f} of an {n}x{n}"
              + (" (33% saving)" if n == 3 else ""), shapes[n], (
                  Variant(f"{n}x{n}", lambda ch, n=n: ConvStack(ch, square(n))),
                  Variant(f"1x{n}+{n}x1", lambda ch, n=n: ConvStack(ch, asymmetric(n)), 2 / n)))
         for n in (3, 5, 7)
     ]
-    cases.append(Case(c, "Inception-v3: 7x7 vs 1x7+7x1 at 17x17", "whole network, 299x299", (3, 299, 299), (
+    cases.append(CompareCase(c, "Inception-v3: 7x7 vs 1x7+7x1 at 17x17", "whole network, 299x299", (3, 299, 299), (
         Variant("inception_v3 7x7", _network("inception_v3_7x7")),
         Variant("inception_v3 1x7+7x1", _network("inception_v3_noaux"))), whole_network=True))
     return cases
 
 
-def _reduction() -> list[Case]:
-    return [Case("reduction", "d x d x k -> d/2 x d/2 x 2k", "pool first costs 1/4 (but bottlenecks); parallel branches cheaper still",
+def _reduction() -> list[CompareCase]:
+    return [CompareCase("reduction", "d x d x k -> d/2 x d/2 x 2k", "pool first costs 1/4 (but bottlenecks); parallel branches cheaper still",
                  (288, 35, 35), (
                      Variant("conv then pool", ConvThenPool),
                      Variant("pool then conv", PoolThenConv, 0.25),
                      Variant("parallel conv | pool", ParallelPoolConv)))]
 
 
-def _grouped() -> list[Case]:
+def _grouped() -> list[CompareCase]:
     c = "grouped"
     sweep = ((1, 64), (2, 40), (4, 24), (8, 14), (32, 4))
     return [
-        Case(c, "dense vs grouped 3x3, G=32", "G groups cost 1/G of the dense conv", (128, 56, 56), (
+        CompareCase(c, "dense vs grouped 3x3, G=32", "G groups cost 1/G of the dense conv", (128, 56, 56), (
             Variant("dense", lambda ch: _conv(ch, ch)),
             Variant("grouped G=32", lambda ch: _conv(ch, ch, groups=32), 1 / 32))),
-        Case(c, "ResNeXt block forms, 32x4d", "(a), (b) and (c) are the same function at the same cost", (256, 56, 56), (
+        CompareCase(c, "ResNeXt block forms, 32x4d", "(a), (b) and (c) are the same function at the same cost", (256, 56, 56), (
             Variant("(c) grouped conv", lambda ch: GroupedBottleneck(ch, 32, 4)),
             Variant("(b) early concat", lambda ch: EarlyConcat(ch, 32, 4), 1.0),
             Variant("(a) split-transform-merge", lambda ch: SplitTransformMerge(ch, 32, 4), 1.0))),
-        Case(c, "cardinality at equal complexity", "ResNeXt Table 2: C x d chosen to keep the cost of 1x64d", (256, 56, 56),
+        CompareCase(c, "cardinality at equal complexity", "ResNeXt Table 2: C x d chosen to keep the cost of 1x64d", (256, 56, 56),
              tuple(Variant(f"{card}x{d}d", lambda ch, card=card, d=d: GroupedBottleneck(ch, card, d), None if card == 1 else 1.0)
                    for card, d in sweep)),
     ]
 
 
-COMPARISONS: dict[str, Callable[[], list[Case]]] = {
+COMPARISONS: dict[str, Callable[[], list[CompareCase]]] = {
     "factorization": _factorization,
     "asymmetric": _asymmetric,
     "reduction": _reduction,
@@ -119,7 +119,7 @@ TRAIN_PAIRS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
 
 
 def designs_case(names: list[str], shape: tuple[int, int, int] | None = None,
-                 claims: tuple[float, ...] | None = None, output: str | None = None) -> Case:
+                 claims: tuple[float, ...] | None = None, output: str | None = None) -> CompareCase:
     """A user's own comparison: the first design the baseline, the others its variants. A design is a zoo model or a
     `package.module:function` returning a module (a block or a whole network); `claims` are the variants' claimed
     costs over the baseline, where the user has arithmetic to put to the test."""
@@ -141,12 +141,12 @@ def designs_case(names: list[str], shape: tuple[int, int, int] | None = None,
                      for i, s in enumerate(specs))
     claim = ", ".join(f"{v.name}: {v.claimed_ratio:g} of {specs[0].name}" for v in variants[1:] if v.claimed_ratio) or \
         "no claim given (--claim R gives one)"
-    return Case("designs", " vs ".join(s.name for s in specs), claim, specs[0].input_shape, variants,
+    return CompareCase("designs", " vs ".join(s.name for s in specs), claim, specs[0].input_shape, variants,
                 whole_network=all(s.family != "custom" for s in specs))
 
 
 def get_cases(name: str, shape: tuple[int, int, int] | None = None, claims: tuple[float, ...] | None = None,
-              output: str | None = None) -> list[Case]:
+              output: str | None = None) -> list[CompareCase]:
     """The cases of a comparison by its name, 'all', or a comma list of two or more designs (designs_case)."""
     if name == "all":
         return [case for build in COMPARISONS.values() for case in build()]

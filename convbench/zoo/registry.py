@@ -64,11 +64,6 @@ def _check_keywords(info: ModelInfo, kwargs: dict[str, Any]) -> None:
         raise UserError(f"{info.name} takes no option {', '.join(unknown)} (it takes: {known})")
 
 
-def all_names() -> list[str]:
-    _ensure_loaded()
-    return list(_REGISTRY)
-
-
 def get_model_info(name: str) -> ModelInfo:
     _ensure_loaded()
     try:

@@ -43,7 +43,7 @@ class ModelSpec:
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         if torch.device(device).type == "meta":
-            from convbench.measure.meta import build_on_meta
+            from convbench.zoo.meta import build_on_meta
             with build_on_meta():
                 return self._call_builder()
         with torch.device(device):
