@@ -16,6 +16,7 @@ import pytest
 
 from convbench.gate import counted
 from convbench.gate.counted import Counted
+from cli_helpers import team_package
 from convbench.measure import instructions
 
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None,
@@ -103,20 +104,10 @@ def build():
 '''
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                   capture_output=True)
-
-
 @pytest.fixture()
 def team(tmp_path: Path) -> Path:
     repo = tmp_path / "team"
-    (repo / "teamnet").mkdir(parents=True)
-    (repo / "teamnet" / "__init__.py").write_text("")
-    (repo / "teamnet" / "models.py").write_text(TEAM)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "the team's network")
+    team_package(repo, {"models.py": TEAM})
     return repo
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+
+from cli_helpers import git, team_package
 
 MODELS = '''
 import torch
@@ -91,11 +92,6 @@ def test_speed(convbench_benchmark):
 '''
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                   capture_output=True)
-
-
 def _env() -> dict[str, str]:
     # The team's own environment: convbench installed, none of this repository's test helpers on the path.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COLUMNS") and not k.startswith("PYTEST_")}
@@ -117,16 +113,10 @@ def _pytest(repo: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture()
 def team(tmp_path: Path) -> Path:
     repo = tmp_path / "teamrepo"
-    (repo / "teamnet").mkdir(parents=True)
-    (repo / "teamnet" / "__init__.py").write_text("")
-    (repo / "teamnet" / "models.py").write_text(MODELS)
-    (repo / "teamnet" / "blocks.py").write_text(BLOCKS)
-    (repo / "tests").mkdir()
+    (repo / "tests").mkdir(parents=True)
     (repo / "tests" / "test_convbench.py").write_text(TESTS)
     (repo / "pyproject.toml").write_text(PYPROJECT)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "the team's network")
+    team_package(repo, {"models.py": MODELS, "blocks.py": BLOCKS})
     return repo
 
 
@@ -138,8 +128,8 @@ def _edit(repo: Path, old: str, new: str) -> None:
 def test_a_team_guards_its_own_network_with_both_gates_through_the_cli(team: Path):
     done = _convbench(team, "baseline", "--update")
     assert done.returncode == 0, done.stderr
-    _git(team, "add", "tests/convbench-baseline.json")
-    _git(team, "commit", "-qm", "accept the counts")
+    git(team, "add", "tests/convbench-baseline.json")
+    git(team, "commit", "-qm", "accept the counts")
 
     # Unchanged code passes; a model the base lacks is new, not a failure; --prove slows the team's case itself.
     models = team / "teamnet" / "models.py"
