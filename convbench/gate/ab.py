@@ -23,7 +23,7 @@ from convbench.run.config import parse_list, validate_batches, validate_input
 from convbench.errors import UserError
 from convbench.gate import record as records
 from convbench.gate import counted, trees, verdict
-from convbench.gate.worker import FACTOR_ENV, SLOW_ENV
+from convbench.gate.worker import FACTOR_ENV, SLOW_ENV, model_case
 from convbench.gate.lockstep import Pairs, SideWorker, Worker, WorkerError, lockstep, look_level, shared_cpu
 from convbench.results.writers import write_csv, write_markdown
 
@@ -287,11 +287,16 @@ def _count_against_base(config: GateConfig, gate: _Gate, base_rev: str, why: str
     rule = counted.rule(config.fail_above)
     for line in (header, rule):
         gate.say(line)
-    base_names, head_names = (gate.names(gate.side(f"{label} listing", tree, {SLOW_ENV: None, FACTOR_ENV: None}),
-                                         close=True) for label, tree in (("base", base_tree), ("head", head_tree)))
-    names = _selected(list(head_names), config.select)
-    skipped = {n: "not in the base's cases" for n in names if n not in base_names}
-    todo = [n for n in names if n in base_names]
+    if config.arch is not None:  # the cases are the specs': named here, without starting torch twice to list them
+        names, skipped = _selected([model_case(s["arch"], s["batch_size"]).name for s in config.source["specs"]],
+                                   config.select), {}
+        todo = names
+    else:
+        base_names, head_names = (gate.names(gate.side(f"{label} listing", tree, {SLOW_ENV: None, FACTOR_ENV: None}),
+                                             close=True) for label, tree in (("base", base_tree), ("head", head_tree)))
+        names = _selected(list(head_names), config.select)
+        skipped = {n: "not in the base's cases" for n in names if n not in base_names}
+        todo = [n for n in names if n in base_names]
     plain = {SLOW_ENV: None, FACTOR_ENV: None}
     started = clock.now()
     found = counted.count_pass(base_tree, head_tree, todo, config.source, config.device, plain, plain, config.timeout,

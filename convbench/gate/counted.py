@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from convbench.gate.lockstep import WORKER_MODULE, side_env
+from convbench.gate.lockstep import WORKER_MODULE, copy_worker, side_env
 from convbench.gate.worker import model_case
 from convbench.measure import instructions
 
@@ -63,6 +63,8 @@ def count_pass(base_tree: Path, head_tree: Path, names: list[str], source: dict,
                on_benchmark: Callable[[str], None] | None = None) -> Counts:
     """Every case counted on both sides, the two sides of a case at once."""
     found: Counts = {}
+    for tree in (base_tree, head_tree):
+        copy_worker(tree)
     for name in names:
         if on_benchmark:
             on_benchmark(name)
@@ -107,10 +109,10 @@ def judge_counts(counts: Counts, fail_above: float, skipped: dict[str, str] | No
         row = {"benchmark": name, "pass": JUDGED, "base_min": math.nan, "head_min": math.nan, "ratio": math.nan,
                "ci_low": math.nan, "ci_high": math.nan, "pairs": 0, "limit": limit, "measure": "instructions",
                "base_instructions": base, "head_instructions": head}
-        if base is None:
-            row.update(verdict="new", note=f"the base cannot run it: {base_note}")
-        elif head is None:
+        if head is None:
             row.update(verdict=FAILED, note=f"the candidate cannot run it: {head_note}")
+        elif base is None:
+            row.update(verdict="new", note=f"the base cannot run it: {base_note}")
         else:
             ratio = head / base
             verdict = "regressed" if ratio > limit else IMPROVED if ratio < 1 / limit else "ok"
@@ -119,7 +121,8 @@ def judge_counts(counts: Counts, fail_above: float, skipped: dict[str, str] | No
     for name, why in sorted((skipped or {}).items()):
         rows.append({"benchmark": name, "pass": JUDGED, "limit": limit, "measure": "instructions", "verdict": "new",
                      "note": why})
-    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+    frame = pd.DataFrame(rows, columns=GATE_COLUMNS)
+    return frame.astype({"base_instructions": "Int64", "head_instructions": "Int64"})
 
 
 def offender_lines(frame: pd.DataFrame) -> list[str]:
