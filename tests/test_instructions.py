@@ -174,3 +174,31 @@ def test_selfcheck_counts_a_small_forward_twice_and_finds_the_same_figure(tmp_pa
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "instructions_repeat" in done.stdout and "pass" in done.stdout
+
+
+PLUGIN_TESTS = '''
+def test_work(convbench_instructions, benchmark):
+    figure = convbench_instructions("teamnet.models:build", input_shape=(3, 16, 16), file="counts.json")
+    benchmark.pedantic(lambda: None, rounds=1)
+    assert benchmark.extra_info["instructions_per_call"] == figure
+'''
+
+
+@pytest.mark.instructions
+@needs_valgrind
+def test_the_fixture_holds_instructions_per_call_to_the_committed_figure(team: Path):
+    (team / "test_work.py").write_text(PLUGIN_TESTS)
+
+    def pytest_run(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PYTEST_")}
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                               "test_work.py", *args], cwd=team, env=env, capture_output=True, text=True, timeout=900)
+    done = pytest_run("--convbench-update")
+    assert done.returncode == 0, done.stdout + done.stderr
+    recorded = json.loads((team / "counts.json").read_text())["instructions"]
+    assert list(recorded) == ["teamnet.models:build[b1]"] and recorded["teamnet.models:build[b1]"] > 0
+    models = team / "teamnet" / "models.py"
+    models.write_text(models.read_text().replace("WIDTH = 16", "WIDTH = 24"))
+    done = pytest_run()
+    assert done.returncode == 1
+    assert "instructions per call of teamnet.models:build[b1] moved" in done.stdout and "tolerance 1.00%" in done.stdout
