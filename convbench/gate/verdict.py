@@ -96,7 +96,7 @@ def judge_pairs(pairs: dict[str, list], fail_above: float, skipped: dict[str, st
             decision, note = "ok", ""
         rows.append({"benchmark": name, "pass": JUDGED, "base_min": min(in_reference_units(b) for got in done for b, _ in got),
                      "head_min": min(in_reference_units(h) for got in done for _, h in got),
-                     "ratio": ratio, "ci_low": lo, "ci_high": hi, "pairs": len(pooled), "limit": limit,
+                     "ratio": ratio, "ci_low": lo, "ci_high": hi, "pairs": len(pooled), "limit": limit, "measure": TIME,
                      "verdict": decision, "note": note})
     rows += [_one_sided(name, None, math.nan, limit, why) for name, why in sorted((skipped or {}).items())]
     return pd.DataFrame(rows, columns=GATE_COLUMNS)
