@@ -62,7 +62,7 @@ def gate_command(
         fail_above=parse_percent(str(setting("fail-above", fail_above, default_limit)), "--fail-above"), measure=chosen_measure,
         repeat=int(setting("repeat", repeat, 2)), rounds=int(setting("rounds", rounds, MODEL_ROUNDS)), select=select,
         prove=prove, prove_factor=float(setting("prove-factor", prove_factor, 2.0)), out=out,
-        timeout=timeout if timeout is not None else DEFAULT_TIMEOUT[chosen_measure if chosen_measure in DEFAULT_TIMEOUT else "time"])
+        timeout=timeout if timeout is not None else DEFAULT_TIMEOUT.get(chosen_measure, DEFAULT_TIMEOUT["time"]))
 
     def say(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

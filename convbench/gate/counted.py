@@ -53,8 +53,9 @@ def rule(fail_above: float) -> str:
             f"when they fall by more than that; the figure is the same however busy this runner is")
 
 
-def counting_argv(source: dict, device: str, name: str, calls: int) -> list[str]:
-    return [sys.executable, "-m", WORKER_MODULE, json.dumps(source), device, "--count", name, str(calls)]
+def counting_argv(source: dict, device: str, name: str, calls: int, module: str = WORKER_MODULE) -> list[str]:
+    """The worker counting one case: the copy in a side's tree (WORKER_MODULE), or the installed one."""
+    return [sys.executable, "-m", module, json.dumps(source), device, "--count", name, str(calls)]
 
 
 def count_pass(base_tree: Path, head_tree: Path, names: list[str], source: dict, device: str,
@@ -164,5 +165,5 @@ def count_instructions(arch: str, batch_size: int = 1, input_shape: tuple[int, i
     convbench.measure.instructions.CountFailed with one line where valgrind is missing or the count fails."""
     case = model_case(arch, batch_size, input_shape, device)
     source = {"specs": [{"arch": arch, "batch_size": batch_size, "input_shape": case.input_shape, "rounds": 2}]}
-    argv = [sys.executable, "-m", "convbench.gate.worker", json.dumps(source), device, "--count", case.name, str(calls)]
+    argv = counting_argv(source, device, case.name, calls, module="convbench.gate.worker")
     return instructions.count(argv, calls=calls, timeout=timeout)
