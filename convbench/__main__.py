@@ -1,3 +1,3 @@
-from convbench.cli.main import main
+from convbench.entry import main
 
 main()

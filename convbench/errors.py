@@ -1,6 +1,3 @@
-import torch
-
-
 class UserError(Exception):
     """A mistake in what the user asked for, or a run that cannot go on: the CLI prints it as one line and exits
     with `exit_code`."""
@@ -32,6 +29,11 @@ class Terminated(KeyboardInterrupt):
         self.signal_number = signal_number
 
 
+class RunStopped(UserError):
+    """A run that stopped early on a failed row (a diverged training run): its rows are kept, exit 1."""
+    exit_code = 1
+
+
 class DiskFull(UserError):
     """The disk filled while a run wrote: what was finished is kept, and the run ends in one line, exit 1."""
     exit_code = 1
@@ -50,4 +52,5 @@ _OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory"
 
 
 def is_oom(exc: BaseException) -> bool:
+    import torch  # here: the command's entry imports this module before torch
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or any(w in str(exc).lower() for w in _OOM_WORDS)

@@ -45,6 +45,25 @@ def test_the_plan_ends_within_its_budget_and_says_what_it_skipped(tmp_path):
     assert {"dest/steps.json", "dest/logs/a.log", "dest/logs/d.log"} <= set(names)
 
 
+def test_a_dry_run_gives_each_step_three_times_its_limit_and_a_failed_step_shows_its_log(tmp_path, capsys):
+    # A CPU runner slower than the last one must not cut a step its GPU limit was sized for; what failed is printed.
+    now = [1000.0]
+
+    def runner(step, seconds, log, env):
+        now[0] += 100
+        log.write_text("".join(f"line {i}\n" for i in range(40)) + "timer_truth  fail 1.200\n")
+        return (1 if step.name == "b" else 0), False
+    assert Target(dry=True).slack == 3 and Target(dry=False).slack == 1
+    steps = [_step("a", 45, 20), _step("b", 35, 15)]
+    record = run_plan("accept", steps, tmp_path / "dest", 540 * 3, 1000.0, None, "test", clock=lambda: now[0],
+                      runner=runner, slack=3)
+    assert [s.share for s in record.steps] == [135, 105]
+    out = capsys.readouterr().out
+    assert "a: passed after 100 s\n== b" in out and "b: failed (exit 1) after 100 s" in out
+    shown = [line for line in out.splitlines() if line.startswith("  | ")]
+    assert len(shown) == gpu_plan.LOG_TAIL and shown[-1] == "  | timer_truth  fail 1.200"
+
+
 @pytest.mark.parametrize("launched", ["in the foreground", "in the background (SIGINT ignored)"])
 def test_a_step_past_its_share_gets_sigint_and_its_writers_finish(tmp_path, launched):
     # A shell without job control starts `gpu.sh ... &` with SIGINT ignored, and an ignored signal stays ignored

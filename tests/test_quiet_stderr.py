@@ -31,16 +31,16 @@ def test_a_cold_static_sweep_with_forked_counting_workers_prints_nothing_on_stde
 def test_the_forked_worker_ignores_the_parents_termination_handler():
     import signal
 
-    from convbench import children
-    from convbench.cli.main import _on_termination
+    from convbench import children, interrupts
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _on_termination()
+        handlers = interrupts.install()
         assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
         children.forked_worker()
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        interrupts.restore(handlers)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

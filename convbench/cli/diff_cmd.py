@@ -11,6 +11,7 @@ from convbench.cli.app import app, console
 from convbench.run.config import parse_list, parse_percent
 from convbench.analysis.diff import MEDIANS, DiffResult, diff
 from convbench.errors import UserError
+from convbench.files import write_atomically
 from convbench.results.writers import to_markdown
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def diff_command(
         text = None
     if out is not None:
         try:
-            out.write_text(text if text is not None else to_markdown(frame))
+            write_atomically(out, text if text is not None else to_markdown(frame))
         except OSError as exc:
             raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
         console.print(f"{len(result.rows)} matched rows written to {out}", highlight=False)

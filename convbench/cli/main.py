@@ -1,7 +1,6 @@
 """The `convbench` entry point: every user mistake ends as one line on stderr and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Sequence
 
@@ -10,7 +9,8 @@ import typer
 from convbench.cli import (baseline_cmd, ceiling_cmd, compare_cmd, diff_cmd, gate_cmd, list_cmd, merge_cmd, profile_cmd,  # noqa: F401
                            report_cmd, selfcheck_cmd, train_cmd)  # each registers its command
 from convbench.cli.app import app, console, terminal_width
-from convbench.errors import Terminated, UserError, UserInterrupt
+from convbench import interrupts
+from convbench.errors import UserError, UserInterrupt
 
 __all__ = ["app", "main"]
 
@@ -34,30 +34,25 @@ def _one_line(message: str) -> None:
     sys.stderr.flush()
 
 
-def _terminate(signal_number: int, _frame) -> None:
-    raise Terminated(signal_number)
-
-
-def _on_termination() -> None:
-    """SIGTERM (as `timeout`, Slurm and a CI runner send) and SIGHUP (a closed terminal) end a run the way Ctrl-C
-    does: the finished rows and every writer done, the children stopped, exit 128 + the signal's number."""
-    for name in ("SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) in (signal.SIG_DFL, None):
-            signal.signal(number, _terminate)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: every user mistake ends as one line on stderr and a non-zero exit, never a traceback."""
     # Read at every call: the width of this terminal now (tests and scripts set COLUMNS per call).
     console.width = terminal_width()
-    _on_termination()
+    previous = interrupts.install()
+    try:
+        _run(argv)
+    finally:
+        interrupts.restore(previous)  # called in-process (tests, a script): the caller's handlers come back
+
+
+def _run(argv: Sequence[str] | None) -> None:
     # A path that is not UTF-8 (a folder named in another encoding) is printed escaped, never a traceback.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        code = app(args=list(argv) if argv is not None else None, prog_name="convbench", standalone_mode=False)
+        code = app(args=args, prog_name="convbench", standalone_mode=False)
     except UserInterrupt as exc:
         _one_line(str(exc))
         sys.exit(exc.exit_code)
@@ -74,4 +69,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt) as exc:
         _one_line("interrupted")
         sys.exit(128 + getattr(exc, "signal_number", 2))
+    number = interrupts.received()
+    if number is not None:  # Typer turns an interrupt it sees into a silent exit 130: said here, with its own code
+        command = next((a for a in args if not a.startswith("-")), "")
+        _one_line(f"interrupted: convbench {command} stopped before it finished; no file it writes is left half-written")
+        sys.exit(128 + number)
     sys.exit(code if isinstance(code, int) else 0)

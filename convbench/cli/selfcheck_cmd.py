@@ -11,7 +11,9 @@ from convbench.run import engines
 from convbench.cli.app import app, console
 from convbench.run.config import parse_list
 from convbench.results.folders import prove_writable
-from convbench.errors import UserError
+from convbench.cli.fit import plural
+from convbench.errors import UserError, UserInterrupt
+from convbench.files import write_atomically
 from convbench.results.writers import to_markdown, write_json
 from convbench.selfcheck.battery import Check, run_selfcheck
 from convbench.selfcheck.battery import validate
@@ -50,7 +52,10 @@ def selfcheck_command(
     payload = {"checks": [c.__dict__ for c in result.checks], "seconds": round(result.seconds, 1), "environment": result.env}
     write_json(out / "selfcheck.json", payload)
     markdown = f"# convbench selfcheck on {device}\n\n" + to_markdown(result.frame)
-    (out / "selfcheck.md").write_text(markdown)
+    write_atomically(out / "selfcheck.md", markdown)
+    if result.interrupted:
+        raise UserInterrupt(f"interrupted: the {plural(len(result.checks), 'finished check')} "
+                            f"{'is' if len(result.checks) == 1 else 'are'} in {out}/selfcheck.json", result.interrupted)
     counts = {s: sum(c.status == s for c in result.checks) for s in ("pass", "warn", "fail", "skip")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if format == "json":

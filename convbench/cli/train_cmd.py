@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.fit import Column, left_out_line, mib, num, say, table
+from convbench.cli.fit import Column, left_out_line, mib, num, plural, say, table
 from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import busy_mark, legends, print_notes, share_cell, status_cell
-from convbench.errors import UserError, UserInterrupt
+from convbench.errors import RunStopped, UserInterrupt
+from convbench.results.schema import STEPS_CSV
 from convbench.run.config import TrainConfig, parse_input
 from convbench.run.train import run_train
 
@@ -65,8 +66,10 @@ def train_command(
 
     def measure(config: TrainConfig) -> int:
         windows: dict[str, deque] = {}
+        written = [0]
         with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
             def on_step(row: dict[str, Any]) -> None:
+                written[0] += 1
                 window = windows.setdefault(f"{row['run']} x{row['nproc']}", deque(maxlen=log_every))
                 window.append((row["loss"], row["batch_acc"]))
                 progress.update(total=steps, completed=row["step"], description=f"{row['run']} step {row['step']}")
@@ -79,10 +82,12 @@ def train_command(
                                   f"  (means, steps {first}-{row['step']})", highlight=False, markup=False)
 
             run = run_train(config, on_step=on_step)
-        code = screen.finished(run.frame, config.out, run.interrupted,
-                               UserInterrupt(f"interrupted: the finished steps and runs are in {config.out}"))
-        if run.stopped:
-            raise UserError(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
+        runs, verb = len(run.frame), "is" if written[0] == 1 else "are"
+        code = screen.finished(run.frame, config.out, run.interrupted, UserInterrupt(
+            f"interrupted: the {plural(written[0], 'finished step')} {verb} in {config.out / STEPS_CSV}, the "
+            f"{plural(runs, 'finished run')} in {config.out / 'train.csv'}"))
+        if run.stopped:  # a diverged run is a failed row (exit 1, as for profile's error rows), not bad input
+            raise RunStopped(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
         return code
 
     screen = Screen("train", lambda f, w: print_train(f, log_every), str, strict, report)
