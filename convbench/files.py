@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from convbench.errors import DiskFull
 
@@ -40,3 +42,40 @@ def write_atomically(path: Path, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text, errors="backslashreplace")  # a non-UTF-8 folder name, escaped
 
+
+
+class NotRegular(OSError):
+    """A path to read that is a FIFO, a device or a socket: opening it could block forever or read without end."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_bytes(path: Path) -> bytes:
+    """A regular file's bytes; anything else is refused before it is opened (NotRegular, an OSError)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegular(errno.EINVAL, f"it is {_kind(mode)}, not a regular file")
+    return Path(path).read_bytes()
+
+
+def read_text(path: Path) -> str:
+    return read_bytes(path).decode()
+
+
+def load_json(path: Path) -> Any:
+    """A JSON file's value; ValueError (UnicodeDecodeError among them) for what is not JSON, nested too deeply
+    included, and OSError for what cannot be read."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be a file convbench wrote") from None

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from convbench import files
 from convbench.errors import UserError
 from convbench.measure.counts import model_counts
 from convbench.measure.memory import saved_bytes
@@ -44,7 +45,7 @@ def load(path: Path = DEFAULT_FILE) -> dict[str, dict[str, Any]]:
     """The models of a baseline file; one line on anything that is not a convbench baseline."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = files.load_json(path)
     except FileNotFoundError:
         raise UserError(f"no baseline at {path}; create it with `convbench baseline --update`") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -61,7 +62,7 @@ INSTRUCTIONS = "instructions"  # the table of instructions per call (the pytest 
 
 def _raw(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(Path(path).read_text())
+        data = files.load_json(Path(path))
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, ValueError) as exc:

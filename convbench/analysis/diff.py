@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 from convbench import stats
 from convbench.errors import UserError
-from convbench.results import folders
+from convbench.results import reader
 from convbench.results.schema import ROWS_FILE
 
 KINDS = ("profile", "compare")
@@ -32,6 +32,7 @@ EXACT = ["params", "macs", "acts", "saved_bytes", "saved_act_bytes"]
 # Metrics whose samples are per-iteration latencies; `per` says how the metric scales with latency.
 FROM_LATENCY = {"latency_ms_p50": 1, "latency_ms_mean": 1, "latency_ms_min": 1, "latency_ms_p90": 1, "latency_ms_p99": 1,
                 "throughput_img_s": -1, "achieved_tflops": -1}
+NOT_METRICS = {"input_size", "batch_size", "row_id", "timed_iters", "pairs", "steps", "nproc"}  # settings, not results
 HIGHER_IS_BETTER = {"throughput_img_s", "achieved_tflops", "measured_ratio_inverse"}
 BOOTSTRAP = 2000
 SEED = 0
@@ -64,9 +65,9 @@ def load_folder(path: Path | str, kind: str | None = None) -> Folder:
     if not found:
         raise UserError(f"{path} holds no profile.csv or compare.csv")
     chosen = found[0]
-    rows = folders.read_table(path / ROWS_FILE[chosen], chosen)
-    samples = folders.read_samples(path)
-    env = folders.read_env(path)
+    rows = reader.read_table(path / ROWS_FILE[chosen], chosen)
+    samples = reader.read_samples(path)
+    env = reader.read_env(path)
     return Folder(path, chosen, rows, samples, env)
 
 
@@ -170,6 +171,10 @@ def diff(old: Path | str | Folder, new: Path | str | Folder, on: list[str] | Non
         raise UserError(f"{old_f.path} is a {old_f.kind} run but {new_f.path} is a {new_f.kind} run")
     if metric not in old_f.rows.columns or metric not in new_f.rows.columns:
         raise UserError(f"--metric {metric!r} is not a column of both folders")
+    figures = [c for c in reader.FIGURES[old_f.kind] if c not in NOT_METRICS]
+    if metric not in figures:
+        raise UserError(f"--metric {metric!r} is not a figure a ratio can be taken of; choose from "
+                        f"{', '.join(c for c in figures if c in old_f.rows.columns)}")
     keys = match_keys(old_f, new_f, on)
     a, b = old_f.rows.copy(), new_f.rows.copy()
     for frame in (a, b):
@@ -247,6 +252,9 @@ def _number(v) -> bool:
 
 
 def _no_common_rows(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], old: Folder, new: Folder) -> str:
+    empty = [f.path / ROWS_FILE[f.kind] for f, rows in ((old, a), (new, b)) if not len(rows)]
+    if empty:
+        return f"{' and '.join(map(str, empty))} {'holds' if len(empty) == 1 else 'hold'} no rows: nothing to compare"
     differing = []
     for k in keys:
         va, vb = set(a[k]), set(b[k])

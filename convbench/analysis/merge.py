@@ -9,15 +9,15 @@ the torchrun supervisor writes it; or with --partial, any shard that stopped sho
 did not measure, and every row it finished."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convbench import files
 from convbench.errors import UserError
-from convbench.results import folders
+from convbench.results import folders, reader
 from convbench.measure.host import now
 from convbench.results.schema import (
     COLUMNS,
@@ -70,8 +70,8 @@ class ShardFolder:
     @property
     def end(self) -> dict[str, Any] | None:
         try:
-            end = json.loads((self.path / "end.json").read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
+            end = files.load_json(self.path / "end.json")
+        except (OSError, ValueError):
             return None
         return end if isinstance(end, dict) else None
 
@@ -83,10 +83,11 @@ class Merged:
     frame: pd.DataFrame
     shards: list[ShardFolder]
     filled: list[str] = field(default_factory=list)   # units (or rows) a dead shard left as error rows
+    dropped: list[str] = field(default_factory=list)  # --partial: damaged or repeated rows left out, one line each
 
 
 def _is_shard(path: Path) -> dict[str, Any] | None:
-    env = folders.read_env(path)
+    env = reader.read_env(path)
     sweep = env.get("sweep")
     if not isinstance(sweep, dict) or not isinstance(sweep.get("shard"), dict) or sweep.get("kind") not in ROWS_FILE:
         return None
@@ -135,10 +136,10 @@ def check(shards: list[ShardFolder]) -> None:
                         + f"; found {found}")
 
 
-def _read_rows(shard: ShardFolder) -> pd.DataFrame:
+def _read_rows(shard: ShardFolder, dropped: list[str] | None) -> pd.DataFrame:
     import pandas as pd
     path = shard.path / ROWS_FILE[shard.kind]
-    return folders.read_table(path, shard.kind) if path.exists() else pd.DataFrame()
+    return reader.read_table(path, shard.kind, dropped) if path.exists() else pd.DataFrame()
 
 
 def expected_rows(kind: str, config: dict[str, Any], unit: str) -> list[dict[str, Any]]:
@@ -159,8 +160,9 @@ def merge(paths: list[Path | str], out: Path | str, overwrite: bool = False, par
     unowned = [u for u in units if u not in owner]
     if unowned:
         raise UserError(f"{unit_col} {unowned[0]} belongs to no shard: the shards do not add up to their sweep")
-    tables = {s.index: _read_rows(s) for s in shards}
-    samples = {s.index: folders.read_samples(s.path) for s in shards}
+    dropped: list[str] | None = [] if partial else None  # without --partial a damaged row refuses the merge
+    tables = {s.index: _read_rows(s, dropped) for s in shards}
+    samples = {s.index: reader.read_samples(s.path, dropped) for s in shards}
     rows: list[dict[str, Any]] = []
     sample_frames: list[pd.DataFrame] = []
     filled: list[str] = []
@@ -187,7 +189,9 @@ def merge(paths: list[Path | str], out: Path | str, overwrite: bool = False, par
             for key in missing:
                 rows.append(row_kinds.not_run(key, f"not run: {shard.label} ended early: {why}", shard.env))
                 filled.append(f"{unit_col} {unit}" + "".join(f" {k} {v}" for k, v in key.items() if k != unit_col))
-    return _write(shards, kind, rows, sample_frames, Path(out), overwrite, filled)
+    merged = _write(shards, kind, rows, sample_frames, Path(out), overwrite, filled)
+    merged.dropped = dropped or []
+    return merged
 
 
 def _write(shards: list[ShardFolder], kind: str, rows: list[dict[str, Any]], sample_frames: list[pd.DataFrame],
@@ -219,13 +223,13 @@ def _stage_and_move(shards: list[ShardFolder], kind: str, frame: pd.DataFrame, s
         write_table(frame, staging, kind, [f for f in formats if f != "csv"], reader)
         if sample_frames:
             write_samples(pd.concat(sample_frames, ignore_index=True), staging)
-        layers = [folders.read_table(s.path / LAYERS_CSV) for s in shards if (s.path / LAYERS_CSV).exists()]
+        layers = [reader.read_table(s.path / LAYERS_CSV) for s in shards if (s.path / LAYERS_CSV).exists()]
         if layers:
             merged_layers = pd.concat(layers, ignore_index=True)
             order = {u: i for i, u in enumerate(first.sweep["units"])}
             merged_layers = merged_layers.iloc[sorted(range(len(merged_layers)), key=lambda i: (order.get(merged_layers["model"].iloc[i], 0), i))]
             write_csv(merged_layers, staging / LAYERS_CSV)
-        steps = [folders.read_table(s.path / STEPS_CSV, "train_steps") for s in shards if (s.path / STEPS_CSV).exists()]
+        steps = [reader.read_table(s.path / STEPS_CSV, "train_steps") for s in shards if (s.path / STEPS_CSV).exists()]
         if steps:
             write_csv(pd.concat(steps, ignore_index=True), staging / STEPS_CSV)
         write_json(staging / ENV_FILE, env)

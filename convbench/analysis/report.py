@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from convbench.analysis.diff import diff
 from convbench.errors import UserError
 from convbench.measure.roofline import intensity
-from convbench.results import folders
+from convbench.results import folders, reader
 from convbench.results.schema import ENV_FILE
 from convbench.files import atomic_path, write_atomically
 from convbench.results.writers import to_markdown
@@ -90,10 +90,16 @@ def _read_all(folder: Path, name: str) -> pd.DataFrame | None:
     import pandas as pd
     frames = []
     for path in _found(folder, name):
-        frame = folders.read_table(path, path.stem)
+        frame = reader.read_table(path, path.stem)
         frame.insert(0, "folder", str(path.parent.relative_to(folder)) if path.parent != folder else ".")
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _legend(ax, **options) -> None:
+    """A legend where the axes hold a labelled line (a run without a ceiling has none: no empty box, no warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +132,7 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
         if len(busy):
             ax.scatter(busy["macs"] * busy["batch_size"] / 1e9, busy["latency_ms_p50"], s=160, facecolors="none",
                        edgecolors="red", label="timed busy")
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
         _save(fig, report, "macs_vs_latency", "MACs vs measured latency",
               "One point per model and batch size, log axes" + ("; colour: the run, marker: the batch size" if several else "")
               + ". Models off the common trend are where MACs mislead." + BUSY_CAPTION * bool(len(busy)))
@@ -143,7 +149,7 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
                         color=model_colours[model], label=f"{model} ({run})" if several else model)
             ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s")
             _log_ticks(ax)
-            ax.legend(fontsize=8, ncol=2)
+            _legend(ax, fontsize=8, ncol=2)
             _save(fig, report, "throughput_vs_batch", "Throughput vs batch size",
                   "images/s = batch / median latency, per model" + (" and run (line style)" if several else "")
                   + "; a curve joins the batch sizes of one run only.")
@@ -177,7 +183,7 @@ def _profile_figures(plt, report: Report, df: pd.DataFrame) -> None:
         for ax in list(axes.flat)[len(metrics):]:
             ax.set_visible(False)
         if several:
-            axes.flat[0].legend(fontsize=8)
+            _legend(axes.flat[0], fontsize=8)
         _save(fig, report, "zoo_overview", "Across the zoo",
               "At each model's smallest batch size in each run" + ("; one bar per run" if several else "") + ".")
         plt.close(fig)
@@ -239,7 +245,7 @@ def _roofline(plt, report: Report, timed: pd.DataFrame, colours: dict, several: 
     _log_ticks(ax)
     for (_, r), x in zip(data.iterrows(), flops_per_byte):
         _label(ax, f"{r['model']} b{r['batch_size']}", x, r["achieved_tflops"])
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     caption = ("Arithmetic intensity is an estimate (weights read once, each conv/linear output written and read once); "
                "dashed: the ceilings measured on the run's machine (convbench ceiling). " + "; ".join(said) + ".")
     _save(fig, report, "roofline", "Roofline view", caption)
@@ -270,7 +276,7 @@ def _compare_figures(plt, report: Report, df: pd.DataFrame) -> None:
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("variant / baseline (log)")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     caption = "Cost of each variant relative to its case's baseline; no claimed bar where the paper gives no figure."
     if device:
         caption += (" Device time is the GPU's busy time per forward; where a side is launch-bound (GPU busy under 50%),"
@@ -290,7 +296,7 @@ def _train_figures(plt, report: Report, steps: pd.DataFrame) -> None:
         ax_acc.plot(group["step"], group["batch_acc"].rolling(5, min_periods=1).mean(), label=label)
     ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
     ax_acc.set(xlabel="step", ylabel="batch accuracy (5-step mean)")
-    ax_loss.legend(fontsize=7)
+    _legend(ax_loss, fontsize=7)
     _save(fig, report, "training_curves", "Training loss and accuracy", "Per step, from train_steps.csv.")
     plt.close(fig)
 
@@ -362,7 +368,7 @@ def make_report(folder: Path | str, against: Path | str | None = None, out: Path
     report = Report(folder, target)
     for env_file in _found(folder, ENV_FILE):
         where = str(env_file.parent.relative_to(folder)) if env_file.parent != folder else "."
-        report.envs[where] = folders.read_env(env_file.parent) or {"note": f"{env_file} could not be read"}
+        report.envs[where] = reader.read_env(env_file.parent) or {"note": f"{env_file} could not be read"}
     if found["profile"] is not None:
         _profile_figures(plt, report, found["profile"])
     if found["compare"] is not None:

@@ -30,7 +30,7 @@ def merge_command(
     folders: Annotated[list[Path], typer.Argument(help="Shard folders, or folders that hold them (DIR/shards/I-of-N).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The merged folder (default: the one folder given, when its shards are below it).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
-    partial: Annotated[bool, typer.Option("--partial", help="Turn what a shard did not measure into error rows instead of refusing.")] = False,
+    partial: Annotated[bool, typer.Option("--partial", help="Turn what a shard did not measure into error rows, and leave out a damaged or repeated row, instead of refusing.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 for any row not ok.")] = False,
 ) -> None:
     """One results folder from the shards of one sweep, in the order one process would have written it."""
@@ -40,6 +40,8 @@ def merge_command(
         else:
             raise UserError("merge needs --out DIR, unless it is given one folder that holds its shards in DIR/shards/")
     merged = merge(folders, out, overwrite=overwrite or out in folders, partial=partial)
+    for line in merged.dropped:  # --partial: each damaged or repeated row left out, said where it was
+        console.print(f"left out: {line}", style="yellow", highlight=False, soft_wrap=True)
     where = f"{merged.out}/{ROWS_FILE[merged.kind]}"
     show(merged.kind, merged.frame, where)
     console.print(f"merged {len(merged.shards)} shards of a {merged.kind} sweep"

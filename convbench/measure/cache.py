@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from convbench import files
 from convbench.errors import DiskFull, RowFailure, UserError, error_text, is_oom
 from convbench.files import write_atomically
 
@@ -99,7 +100,7 @@ class CountCache:
     def _read(self) -> dict[str, Any]:
         path = _path()
         try:
-            data = json.loads(path.read_text())
+            data = files.load_json(path)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, UnicodeDecodeError) as exc:

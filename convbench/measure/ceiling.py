@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 
+from convbench import files
 from convbench.errors import DiskFull, UserError
 from convbench.measure import cache, clock, host_load
 from convbench.measure.host_load import BUSY_SHARE
@@ -272,7 +273,7 @@ def load(key: str) -> tuple[Ceiling | None, str | None]:
     if not path.exists():
         return None, None
     try:
-        ceiling = Ceiling.from_dict(json.loads(path.read_text()))
+        ceiling = Ceiling.from_dict(files.load_json(path))
         if ceiling.key != key:
             raise ValueError(f"written for machine {ceiling.key}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from convbench.errors import UserError
 from convbench.files import write_atomically
 from convbench.results.schema import ENV_FILE, FORMATS, LAYERS_CSV, ROWS_FILE, SAMPLES_CSV, SAMPLES_PARQUET, STEPS_CSV
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 RUNS = Path("runs")
 LOCK = ".convbench.lock"
@@ -139,52 +135,3 @@ def prove_writable(out: Path) -> Path:
     except OSError as exc:
         raise UserError(f"cannot write to output folder {out}: {_said(exc)}") from None
     return out
-
-
-# The columns without which convbench cannot read a rows file as its kind.
-REQUIRED = {"profile": ("model", "batch_size", "status"), "compare": ("case", "variant", "batch_size", "status"),
-            "train": ("run", "status"), "train_steps": ("run", "step", "loss"), "samples": ("row_id", "latency_ms")}
-
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
-
-
-def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
-    """A CSV (or parquet) file convbench wrote, or one line saying why it cannot be: unreadable, not text, cut off
-    mid-way, or without the columns its `kind` needs."""
-    import pandas as pd
-    try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame()
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise UserError(f"cannot read {path}: {_short(exc)}") from None
-    except Exception as exc:  # pyarrow's own errors for a file that is not parquet
-        raise UserError(f"cannot read {path}: {type(exc).__name__}: {_short(exc)}") from None
-    lacking = [c for c in REQUIRED.get(kind or "", ()) if c not in frame.columns]
-    if lacking:
-        raise UserError(f"{path} is not a convbench {kind} file: it has no {', '.join(lacking)} column"
-                        f"{'s' if len(lacking) > 1 else ''}")
-    return frame
-
-
-def read_samples(folder: Path) -> pd.DataFrame | None:
-    """The raw per-iteration timings of a run, or None where it has none."""
-    parquet, csv = folder / SAMPLES_PARQUET, folder / SAMPLES_CSV
-    if parquet.exists():
-        try:
-            return read_table(parquet, "samples")
-        except UserError:
-            if not csv.exists():  # the CSV stays beside a parquet that could not be written whole, or read here
-                raise
-    return read_table(csv, "samples") if csv.exists() else None
-
-
-def read_env(folder: Path) -> dict[str, Any]:
-    """A run's env.json, or {} where it is missing or unreadable (a run's rows stand without it)."""
-    try:
-        env = json.loads((folder / ENV_FILE).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    return env if isinstance(env, dict) else {}
