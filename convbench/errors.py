@@ -34,6 +34,15 @@ class RunStopped(UserError):
     exit_code = 1
 
 
+class Unwritable(OSError, UserError):
+    """A file convbench must write that the system refuses (a read-only folder, no permission): one line, exit 2.
+    Still an OSError, so that a writer that can go on without its file (a cache) catches it as before."""
+    exit_code = 2
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class DiskFull(UserError):
     """The disk filled while a run wrote: what was finished is kept, and the run ends in one line, exit 1."""
     exit_code = 1

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from convbench.errors import DiskFull
+from convbench.errors import DiskFull, Unwritable
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 _UMASK = os.umask(0o022)
@@ -22,7 +22,10 @@ os.umask(_UMASK)
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` to write the whole file to; renamed onto `path` when the block ends well,
     removed when it does not (a full disk leaves the old file as it was)."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise refused(path, exc) from None
     os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would make a results file private to its writer
     os.close(handle)
     temporary = Path(name)
@@ -30,12 +33,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield temporary
         os.replace(temporary, path)
     except OSError as exc:
-        if exc.errno in FULL:
-            raise DiskFull(f"the disk holding {path.parent} is full: {path.name} was not written"
-                           + (" (the old one is as it was)" if path.exists() else "")) from None
-        raise
+        raise refused(path, exc) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def refused(path: Path, exc: OSError) -> Exception:
+    """The one line for a file the system would not let convbench write: a full disk, or a refusal."""
+    if exc.errno in FULL:
+        return DiskFull(f"the disk holding {path.parent} is full: {path.name} was not written"
+                        + (" (the old one is as it was)" if path.exists() else ""))
+    if isinstance(exc, Unwritable):
+        return exc
+    return Unwritable(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -28,6 +28,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="convbench_counts: accept the counts into the baseline file instead of checking them")
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked(fixture: str, arch: Any, batch_size: Any = 1, input_shape: Any = None, device: Any = "cpu",
+             rounds: Any = 1, warmup: Any = 0) -> tuple[int, int, int] | None:
+    """A fixture's arguments through the checks the command line's options get; returns the input shape as a tuple.
+    Raises UserError, which the fixture turns into one failing line."""
+    from convbench.errors import UserError
+    from convbench.measure.device import validate_device
+    from convbench.run.config import MAX_ITERS, MAX_WARMUP, validate_batches, validate_count, validate_input
+    from convbench.zoo.specs import resolve_models
+    if not isinstance(arch, str):
+        raise UserError(f"{fixture}: arch is a zoo name or package.module:function, got {arch!r}")
+    for name, value in (("batch_size", batch_size), ("rounds", rounds), ("warmup", warmup)):
+        if not _whole(value):
+            raise UserError(f"{fixture}: {name} is a whole number, got {value!r}")
+    if input_shape is not None and (isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__")
+                                    or len(input_shape) != 3 or not all(_whole(v) for v in input_shape)):
+        raise UserError(f"{fixture}: input_shape is (C, H, W), three whole numbers, got {input_shape!r}")
+    shape = tuple(input_shape) if input_shape is not None else None
+    validate_batches((batch_size,))
+    validate_count(rounds, f"{fixture}: rounds", 1, MAX_ITERS)
+    validate_count(warmup, f"{fixture}: warmup", 0, MAX_WARMUP)
+    validate_input(shape)
+    if not isinstance(device, str):
+        raise UserError(f"{fixture}: device is cpu or cuda[:N], got {device!r}")
+    validate_device(device)
+    resolve_models(arch, shape)  # an unknown zoo name or a builder that cannot be imported, said now
+    return shape
+
+
+def _fail(exc: BaseException) -> None:
+    """One line in the test's report, never convbench's own frames: a bad argument or a model that cannot be
+    built or counted fails the test as the command line would say it."""
+    from convbench.errors import UserError
+    from convbench.measure.instructions import CountFailed
+    from convbench.run.rows import failure_text
+    said = str(exc) if isinstance(exc, (UserError, CountFailed)) else failure_text(exc)
+    raise pytest.fail.Exception(said, pytrace=False) from None  # from None: not "during handling of ..." twice
+
+
 def _baseline_file(config: pytest.Config, file: str | Path | None) -> Path:
     if file is not None:
         return Path(file)
@@ -44,15 +86,15 @@ def convbench_counts(request: pytest.FixtureRequest) -> Callable[..., dict[str, 
 
     def check(arch: str, input_shape: tuple[int, int, int] | None = None, output: str | None = None,
               file: str | Path | None = None) -> dict[str, Any]:
-        path = _baseline_file(request.config, file)
         try:
-            current = baseline.compute_static(arch, tuple(input_shape) if input_shape else None, output)
+            path = _baseline_file(request.config, file)
+            current = baseline.compute_static(arch, _checked("convbench_counts", arch, input_shape=input_shape), output)
             if request.config.getoption("convbench_update"):
                 baseline.update(current, path)
                 return current
             recorded = baseline.load(path)
         except UserError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            _fail(exc)
         changes = baseline.diff({n: recorded[n] for n in current if n in recorded}, current)
         if changes:
             pytest.fail(f"exact counts of {arch} moved from {path}:\n{baseline.format_diff(changes)}\n"
@@ -79,9 +121,10 @@ def convbench_instructions(request: pytest.FixtureRequest) -> Callable[..., int]
             pytest.fail(f"convbench_instructions: tolerance is a fraction from 0 to below 1, got {tolerance!r}",
                         pytrace=False)
         name = f"{arch}[b{batch_size}]"
-        path = _baseline_file(request.config, file)
         try:
-            figure = count_instructions(arch, batch_size, tuple(input_shape) if input_shape else None)
+            path = _baseline_file(request.config, file)
+            shape = _checked("convbench_instructions", arch, batch_size, input_shape)
+            figure = count_instructions(arch, batch_size, shape)
             if "benchmark" in request.fixturenames:
                 request.getfixturevalue("benchmark").extra_info["instructions_per_call"] = figure
             if request.config.getoption("convbench_update"):
@@ -89,7 +132,7 @@ def convbench_instructions(request: pytest.FixtureRequest) -> Callable[..., int]
                 return figure
             recorded = baseline.load_instructions(path).get(name)
         except (UserError, CountFailed) as exc:
-            pytest.fail(str(exc), pytrace=False)
+            _fail(exc)
         if recorded is None:
             pytest.fail(f"{path} holds no instruction count for {name}; accept it with `pytest --convbench-update`",
                         pytrace=False)
@@ -119,9 +162,18 @@ def convbench_benchmark(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
     def run(arch: str, batch_size: int = 1, input_shape: tuple[int, int, int] | None = None, device: str = "cpu",
             rounds: int = 20, warmup: int = 3) -> Any:
-        case = model_case(arch, batch_size, input_shape, device, rounds, warmup)
+        from convbench.errors import UserError, error_text
+        try:
+            shape = _checked("convbench_benchmark", arch, batch_size, input_shape, device, rounds, warmup)
+            case = model_case(arch, batch_size, shape, device, rounds, warmup)
+        except UserError as exc:
+            _fail(exc)
+        try:
+            body = case.body()  # the model built and its input made
+        except (Exception, SystemExit) as exc:
+            from convbench.zoo.specs import BuildError
+            _fail(BuildError(f"building the model failed: {error_text(exc)}"))
         benchmark.extra_info.update(convbench_case=case.name, unit="multiples of convbench's reference workload",
                                     device=device)
-        return benchmark.pedantic(normalized_round(case.body(), device), rounds=rounds, iterations=1,
-                                  warmup_rounds=warmup)
+        return benchmark.pedantic(normalized_round(body, device), rounds=rounds, iterations=1, warmup_rounds=warmup)
     return run

@@ -79,3 +79,33 @@ def test_a_baseline_file_convbench_did_not_write_is_refused_and_kept(tmp_path, c
     path.write_text('{"models": {"x": [1, 2]}}')
     code, out, err = run(capsys, "baseline", "--arch", "alexnet", "--file", str(path), "--update")
     assert code == 2 and "is not a convbench baseline" in err and path.read_text() == '{"models": {"x": [1, 2]}}'
+
+
+@pytest.mark.parametrize("line, said", [
+    ("arch = 5", "arch = 5 is not text or a list of text"),
+    ("baseline = 5", "baseline = 5 is not a path as text"),
+    ('prove-factor = "abc"', "prove-factor = 'abc' is not a number"),
+    ("fail-above = [1]", "fail-above = [1] is not a percentage as text, such as \"20%\""),
+    ("repeat = 2.5", "repeat = 2.5 is not a whole number"),
+    ("input-shape = [3, 0, 32]", None),
+    ("arch = []", "arch = [] is not text or a list of text"),
+    ('arch = "alexnet,,vgg11"', None),
+    ("basline = 'x.json'", "has no setting 'basline'; did you mean 'baseline'?"),
+])
+def test_a_project_setting_of_the_wrong_type_or_range_is_one_line(tmp_path, capsys, monkeypatch, line, said):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.convbench]\n{line}\n")
+    monkeypatch.chdir(tmp_path)
+    from convbench.cli import project
+    project._settings.cache_clear()
+    try:
+        for command in (["baseline"], ["gate", "--out", str(tmp_path / "g")]):
+            code, out, err = run(capsys, *command)
+            assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (command, err)
+            if said:
+                assert said in err and str(tmp_path / "pyproject.toml") in err, err
+            elif "input-shape" in line:
+                assert err == "error: --input-shape is C,H,W with three positive integers\n"
+            else:
+                assert err == "error: --arch has an empty item: 'alexnet,,vgg11'\n"
+    finally:
+        project._settings.cache_clear()

@@ -108,3 +108,14 @@ def test_a_baseline_nested_without_end_is_one_line(tmp_path, capsys):
     deep.write_text("[" * 100_000 + "]" * 100_000)
     code, _, err = run(capsys, "baseline", "--file", str(deep))
     assert code == 2 and err.startswith(f"error: cannot read baseline {deep}: nested too deeply")
+
+
+def test_a_file_the_system_will_not_let_convbench_write_is_one_line(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    target = tmp_path / "b.json"
+    code, _, err = run(capsys, "baseline", "--arch", "alexnet", "--update", "--file", str(target))
+    assert code == 2 and err == f"error: cannot write {target}: Permission denied\n" and not target.exists()

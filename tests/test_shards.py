@@ -50,10 +50,23 @@ def test_bad_shards_are_one_line(capsys, tmp_path, value, said):
     assert code == 2 and out == "" and err.strip().startswith(f"error: {said}")
 
 
+TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
 def test_a_shard_that_disagrees_with_torchrun_is_refused():
     with pytest.raises(UserError, match="--shard 1/2 disagrees with torchrun, which makes this process shard 2/2"):
-        shards.resolve("1/2", {"RANK": "1", "WORLD_SIZE": "2"})
-    assert shards.resolve("2/2", {"RANK": "1", "WORLD_SIZE": "2"}) == shards.Shard(2, 2, "torchrun")
+        shards.resolve("1/2", TORCHRUN)
+    assert shards.resolve("2/2", TORCHRUN) == shards.Shard(2, 2, "torchrun")
+
+
+def test_a_stray_rank_and_world_size_without_torchrun_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    code, out, err = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--out", str(tmp_path / "o"))
+    assert code == 2 and err == ("error: RANK=0 WORLD_SIZE=2 are set but MASTER_ADDR and MASTER_PORT are not: torchrun "
+                                 "sets them all; run under torchrun, or unset RANK and WORLD_SIZE to run on your own\n")
 
 
 def test_slurm_arrays_need_not_start_at_zero():

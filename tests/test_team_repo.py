@@ -180,3 +180,65 @@ def test_compare_puts_the_team_s_two_blocks_side_by_side_with_an_interval(team: 
     verdict = next(line for line in done.stdout.splitlines() if line.strip().startswith("teamnet.blocks:factorized:"))
     assert "MACs" in verdict and "95% CI" in done.stdout
     assert "teamnet.blocks:factorized: 0.29 of teamnet.blocks:dense" in done.stdout  # the claim, put to the test
+
+
+MISUSE = '''
+def test_batch_zero(convbench_benchmark):
+    convbench_benchmark("teamnet.models:build", batch_size=0, input_shape=(3, 32, 32))
+
+
+def test_rounds_zero(convbench_benchmark):
+    convbench_benchmark("teamnet.models:build", rounds=0, input_shape=(3, 32, 32))
+
+
+def test_bad_spec(convbench_benchmark):
+    convbench_benchmark("teamnet.nosuch:build", input_shape=(3, 32, 32))
+
+
+def test_no_cuda(convbench_benchmark):
+    convbench_benchmark("teamnet.models:build", device="cuda", input_shape=(3, 32, 32))
+
+
+def test_raising_builder(convbench_benchmark):
+    convbench_benchmark("teamnet.models:raises", input_shape=(3, 32, 32))
+
+
+def test_bad_shape(convbench_counts):
+    convbench_counts("teamnet.models:build", input_shape=(3, 0, 32))
+
+
+def test_counts_of_a_raising_builder(convbench_counts):
+    convbench_counts("teamnet.models:raises", input_shape=(3, 32, 32))
+'''
+
+
+def test_a_misused_fixture_fails_its_test_in_one_line_and_never_passes(team: Path):
+    (team / "tests" / "test_misuse.py").write_text(MISUSE)
+    (team / "teamnet" / "models.py").write_text((team / "teamnet" / "models.py").read_text()
+                                               + "\n\ndef raises():\n    raise RuntimeError('no weights here')\n")
+    done = _pytest(team, "tests/test_misuse.py", "--benchmark-disable")
+    said = {
+        "test_batch_zero": "batch sizes must be positive integers, got 0",
+        "test_rounds_zero": "convbench_benchmark: rounds must be at least 1",
+        "test_bad_spec": "cannot import 'teamnet.nosuch' for --arch teamnet.nosuch:build",
+        "test_no_cuda": "--device cuda asked for, but torch sees no CUDA device here",
+        "test_raising_builder": "building the model failed: RuntimeError: no weights here",
+        "test_bad_shape": "--input-shape is C,H,W with three positive integers",
+        "test_counts_of_a_raising_builder": "cannot count teamnet.models:raises: building the model failed: RuntimeError: "
+                                            "no weights here",
+    }
+    sections = done.stdout.split(" FAILURES ")[-1].split("short test summary")[0]
+    for test, line in said.items():  # each test's failure is its one line, under its own header
+        part = sections.split(f" {test} ")[1].split("\n_")[0]
+        assert [row for row in part.splitlines()[1:] if row.strip()][0].startswith(line), (test, part)
+    assert "7 failed" in done.stdout and "During handling" not in done.stdout
+    assert "convbench/" not in done.stdout  # no frame of convbench's own in the report
+
+
+def test_an_unknown_setting_names_the_closest_and_fails_the_fixture_in_one_line(team: Path):
+    (team / "pyproject.toml").write_text(PYPROJECT.replace("baseline =", "baselin ="))
+    done = _pytest(team, "tests/test_convbench.py::test_counts", "-rf")
+    assert done.returncode == 1
+    assert (f"\n{team}/pyproject.toml: [tool.convbench] has no setting 'baselin'; did you mean 'baseline'?\n"
+            in done.stdout), done.stdout
+    assert "convbench/" not in done.stdout

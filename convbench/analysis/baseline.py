@@ -13,6 +13,7 @@ from convbench.errors import UserError
 from convbench.measure.counts import model_counts
 from convbench.measure.memory import saved_bytes
 from convbench.results.folders import write_atomically
+from convbench.run.rows import failure_text
 from convbench.zoo.specs import Shape, resolve_models
 
 DEFAULT_FILE = Path("results/baseline/static.json")
@@ -25,14 +26,25 @@ ABOUT = (f"exact counts per model; saved bytes at batch {SAVED_BATCH}, fp32. Acc
 
 def compute_static(pattern: str = "all", input_size: int | Shape | None = None,
                    output: str | None = None) -> dict[str, dict[str, Any]]:
-    """Counted fresh every time (no cache): a gate must not check a cache against itself."""
-    result = {}
+    """Counted fresh every time (no cache): a gate must not check a cache against itself. A model that cannot be
+    built or counted is said as a sweep's row says it (its builder raised, returned no module, called sys.exit, a
+    forward convbench cannot take), every such model in one line, with nothing written."""
+    result, failed = {}, []
     for spec in resolve_models(pattern, input_size, output):
-        counts = model_counts(spec)
+        try:
+            counts = model_counts(spec)
+            saved = saved_bytes(spec, SAVED_BATCH)
+        except UserError:
+            raise
+        except (Exception, SystemExit) as exc:
+            failed.append(f"{spec.name}: {failure_text(exc)}")
+            continue
         shape = {"input_size": spec.input_size} if spec.input_shape == (3, spec.input_size, spec.input_size) else \
             {"input_shape": list(spec.input_shape)}
-        result[spec.name] = {**shape, **{m: counts[m] for m in ("params", "macs", "acts")},
-                             **saved_bytes(spec, SAVED_BATCH)}
+        result[spec.name] = {**shape, **{m: counts[m] for m in ("params", "macs", "acts")}, **saved}
+    if failed:
+        raise UserError(f"cannot count {failed[0]}" + (f"; and {len(failed) - 1} more: "
+                                                      + "; ".join(failed[1:]) if len(failed) > 1 else ""))
     return result
 
 
@@ -73,7 +85,10 @@ def _raw(path: Path) -> dict[str, Any]:
 def save(models: dict[str, dict[str, Any]], path: Path = DEFAULT_FILE,
          counted: dict[str, int] | None = None) -> None:
     """The file with these models (and these instruction counts; by default the file's own are kept)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write baseline {path}: {exc.strerror or exc}") from None
     counted = load_instructions(path) if counted is None else counted
     data = {"about": ABOUT, "models": models, **({INSTRUCTIONS: counted} if counted else {})}
     write_atomically(Path(path), json.dumps(data, indent=1, sort_keys=True) + "\n")

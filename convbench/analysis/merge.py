@@ -203,7 +203,12 @@ def _write(shards: list[ShardFolder], kind: str, rows: list[dict[str, Any]], sam
     if "row_id" in frame:
         frame["row_id"] = range(len(frame))
     with folders.claim(out, overwrite):
-        _stage_and_move(shards, kind, frame, sample_frames, out, reader)
+        try:
+            _stage_and_move(shards, kind, frame, sample_frames, out, reader)
+        except UserError:
+            raise
+        except OSError as exc:  # staging or moving: a full disk or a refusal, the shards as they were
+            raise files.refused(out, exc) from None
     return Merged(out, kind, frame, shards, filled)
 
 

@@ -11,6 +11,7 @@ from convbench.cli.app import app, console
 from convbench.cli.fit import plural
 from convbench.cli.project import setting
 from convbench.run.config import parse_input
+from convbench.zoo.specs import resolve_models
 
 
 @app.command("baseline")
@@ -29,6 +30,7 @@ def baseline_command(
     path = Path(setting("baseline", str(file) if file else None, str(baseline.DEFAULT_FILE)))
     chosen = setting("arch", arch, "all")
     shape = parse_input(input_size, setting("input-shape", input_shape))
+    resolve_models(chosen, shape)  # what to count, checked before the file is read or anything counted
     existing = baseline.load(path) if path.exists() or not update else {}  # a file that is not a baseline: refused, kept
     current = baseline.compute_static(chosen, shape, setting("output", output))
     if update:

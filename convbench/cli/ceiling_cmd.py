@@ -22,7 +22,7 @@ def ceiling_command(
 ) -> None:
     """This machine's ceilings: peak compute per dtype (the best of GEMMs and convolutions, naming the kernel) and
     memory bandwidth, measured once and cached; profile rows report their share of it."""
-    dtypes = parse_list(dtype)
+    dtypes = parse_list(dtype, "--dtype")
     if out is not None:
         prove_writable(out)
     ceiling, fresh = obtain(device, dtypes, refresh, on_note=lambda note: err_console.print(note, highlight=False))

@@ -63,7 +63,7 @@ def compare_command(
 ) -> None:
     """Claimed vs counted vs measured cost of the block designs the papers argue about."""
     batch_sizes, chosen_mode = parse_int_list(batch_size, "--batch-size"), _one_mode(mode, compile, cuda_graphs)
-    formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
+    formats = tuple(dict.fromkeys(("csv", *parse_list(format, "--format"))))
 
     def make_config(folder: Path, dev: str, part: tuple | None) -> CompareConfig:
         return CompareConfig(

@@ -106,7 +106,7 @@ def diff_command(
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; choose table, md or csv")
     limit = parse_percent(fail_above, "--fail-above") if fail_above is not None else None
-    result = diff(old, new, on=parse_list(on) if on else None, metric=metric)
+    result = diff(old, new, on=parse_list(on, "--on") if on else None, metric=metric)
     frame = display_frame(result)
     if format == "csv":
         text = result.rows.to_csv(index=False)

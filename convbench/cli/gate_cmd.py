@@ -57,7 +57,7 @@ def gate_command(
         repo=repo, base=setting("base", base), against=against, cases=cases, arch=chosen_arch,
         batch_sizes=parse_int_list(str(setting("batch-size", batch_size, "1")), "--batch-size"),
         input_shape=_shape(parse_input(input_size, setting("input-shape", input_shape))),
-        sources=parse_list(chosen_source) if chosen_source else None,
+        sources=parse_list(chosen_source, "--source") if chosen_source else None,
         device=setting("device", device, "cpu"),
         fail_above=parse_percent(str(setting("fail-above", fail_above, default_limit)), "--fail-above"), measure=chosen_measure,
         repeat=int(setting("repeat", repeat, 2)), rounds=int(setting("rounds", rounds, MODEL_ROUNDS)), select=select,

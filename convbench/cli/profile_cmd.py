@@ -60,7 +60,7 @@ def profile_command(
     report: options.Report = False,
 ) -> None:
     """Measure params, MACs, activations, memory and latency; one row per model, batch size and mode."""
-    formats = tuple(dict.fromkeys(("csv", *parse_list(format))))
+    formats = tuple(dict.fromkeys(("csv", *parse_list(format, "--format"))))
     batch_sizes, run_modes = parse_int_list(batch_size, "--batch-size"), modes_from_flags(mode, compile, cuda_graphs)
     shape = parse_input(input_size, input_shape)
 

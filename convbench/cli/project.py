@@ -11,14 +11,47 @@ pyproject.toml above the current folder, so that CI runs a bare `convbench basel
 An option given on the command line wins over the table; the table wins over convbench's own default."""
 from __future__ import annotations
 
+import difflib
 import functools
 from pathlib import Path
 from typing import Any
 
 from convbench.errors import UserError
 
-KEYS = ("arch", "batch-size", "input-shape", "baseline", "fail-above", "base", "source", "device", "output", "repeat",
-        "prove-factor", "rounds", "measure")
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _list_of(each) -> Any:
+    return lambda v: isinstance(v, list) and bool(v) and all(each(x) for x in v)
+
+
+# Each setting, the TOML values it takes and how they are said. The command line's option takes the same value as
+# text, and both then go through the same parsing and range checks.
+TYPES: dict[str, tuple[Any, str]] = {
+    "arch": (lambda v: _text(v) or _list_of(_text)(v), "text or a list of text"),
+    "batch-size": (lambda v: _whole(v) or _text(v) or _list_of(_whole)(v), "a whole number or a list of them"),
+    "input-shape": (lambda v: _whole(v) or _text(v) or _list_of(_whole)(v), "a list of three whole numbers (C, H, W)"),
+    "baseline": (_text, "a path as text"),
+    "fail-above": (lambda v: _text(v) or _number(v), 'a percentage as text, such as "20%"'),
+    "base": (_text, "a git revision as text"),
+    "source": (lambda v: _text(v) or _list_of(_text)(v), "text or a list of text"),
+    "device": (_text, "text, such as \"cpu\" or \"cuda\""),
+    "output": (_text, "text (the output to count: an index or a key)"),
+    "repeat": (_whole, "a whole number"),
+    "prove-factor": (_number, "a number"),
+    "rounds": (_whole, "a whole number"),
+    "measure": (_text, 'text: "time" or "instructions"'),
+}
+KEYS = tuple(TYPES)
 
 
 def _toml(path: Path) -> dict[str, Any]:
@@ -41,10 +74,14 @@ def _settings(start: Path) -> tuple[Path | None, dict[str, Any]]:
             if table is not None:
                 if not isinstance(table, dict):
                     raise UserError(f"{path}: [tool.convbench] is not a table")
-                unknown = sorted(set(table) - set(KEYS))
-                if unknown:
-                    raise UserError(f"{path}: [tool.convbench] has no setting {', '.join(unknown)} "
-                                    f"(it takes {', '.join(KEYS)})")
+                for key, value in table.items():
+                    if key not in TYPES:
+                        close = difflib.get_close_matches(key, KEYS, n=1)
+                        raise UserError(f"{path}: [tool.convbench] has no setting {key!r}"
+                                        + (f"; did you mean {close[0]!r}?" if close else f" (it takes {', '.join(KEYS)})"))
+                    accepts, said = TYPES[key]
+                    if not accepts(value):
+                        raise UserError(f"{path}: [tool.convbench] {key} = {value!r} is not {said}")
                 return path, table
             return None, {}  # the project's own pyproject.toml, without convbench settings
     return None, {}
@@ -66,11 +103,9 @@ def setting(key: str, given: Any, default: Any = None) -> Any:
     path, table = settings()
     if key not in table:
         return default
-    value = table[key]
-    if isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+    value = table[key]  # of its key's type: checked when the table was read
+    if isinstance(value, list):
         return ",".join(str(v) for v in value)
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UserError(f"{path}: [tool.convbench] {key} = {value!r} is not a value convbench takes")
     if key in PATHS:
         return str(path.parent / value)
     return value if isinstance(value, (int, float)) else str(value)

@@ -33,7 +33,7 @@ def selfcheck_command(
     isolation and training protocols; exits 1 when a check fails."""
     if format not in ("table", "json", "md"):
         raise UserError(f"unknown --format {format!r}; choose table, json or md")
-    only = parse_list(check) if check else None
+    only = parse_list(check, "--check") if check else None
     validate(device, only)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: this rank's GPU, and a folder of its own
         device = engines.local_device(device)

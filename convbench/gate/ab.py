@@ -88,6 +88,8 @@ class GateConfig:
             raise UserError("--source names no path")
         if self.arch is not None and self.cases is not None:
             raise UserError("--arch and --cases both name what to time; keep one")
+        if self.arch is not None:
+            parse_list(self.arch, "--arch")
         validate_batches(self.batch_sizes)
         validate_input(self.input_shape)
         validate_device(self.device)
@@ -98,7 +100,7 @@ class GateConfig:
         if self.arch is None:
             return {"cases": self.cases or "suites.cases"}
         return {"specs": [{"arch": a, "batch_size": b, "input_shape": list(self.input_shape) if self.input_shape else None,
-                           "rounds": self.rounds} for a in parse_list(self.arch) for b in self.batch_sizes]}
+                           "rounds": self.rounds} for a in parse_list(self.arch, "--arch") for b in self.batch_sizes]}
 
 
 @dataclass
@@ -185,7 +187,7 @@ def _arch_sources(config: GateConfig, repo: Path) -> tuple[str, ...]:
     """The paths of the packages the --arch specs import (a folder or a .py file, at the top of the repository or
     under src/); a zoo name's code is convbench's."""
     found: list[str] = []
-    for spec in parse_list(config.arch or ""):
+    for spec in (parse_list(config.arch, "--arch") if config.arch else ()):
         if ":" not in spec:
             if (repo / "convbench").is_dir():
                 found.append("convbench")

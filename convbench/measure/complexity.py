@@ -135,14 +135,32 @@ def _counting(model: nn.Module, by_module: bool = False) -> Iterator[_Tally]:
             h.remove()
 
 
+# How torch says that an op needs the values of a tensor that has only a shape (a forward that branches on its data).
+_NEEDS_DATA = ("item() cannot be called on meta", "cannot copy out of meta tensor", "data-independent implementation",
+               "data-dependent")
+
+
+def data_dependent(exc: BaseException) -> bool:
+    """Whether `exc` is a forward reading its own values (`if h.mean() > 0.1:`, .item(), nonzero) on the meta
+    device, where tensors have shapes but no values: such a forward is counted on zero-filled real tensors."""
+    text = str(exc).lower()
+    return any(words in text for words in _NEEDS_DATA)
+
+
+ZEROS_NOTE = ("counted on zero-filled weights and input on the CPU: the forward branches on its own values ({why}), "
+              "so an input that takes another branch counts otherwise")
+
+
 def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: bool = False) -> dict[str, Any]:
-    """MACs and activations (outputs of conv and matmul-like ops) per image, from one eval forward on the meta
-    device. `model` must be on meta (build it with `zoo_model_on_meta` or `spec.build("meta")`)."""
+    """MACs and activations (outputs of conv and matmul-like ops) per image, from one eval forward on the model's
+    device: meta (build it with `zoo_model_on_meta` or `spec.build("meta")`), or real zero-filled tensors
+    (`materialize`) for a forward that reads its own values."""
     was_training = model.training
     model.eval()
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("meta"))
     try:
         with torch.no_grad(), _counting(model, by_module) as tally:
-            logits_of(model(torch.zeros(input_shape, device="meta")))  # a forward convbench cannot use says so here
+            logits_of(model(torch.zeros(input_shape, device=device)))  # a forward convbench cannot use says so here
     finally:
         model.train(was_training)
     batch = input_shape[0]

@@ -8,11 +8,21 @@ from convbench.measure import complexity
 from convbench.zoo.specs import ModelSpec
 
 
+ZEROS = "counted_on_zeros"  # the key of the reason a forward was counted on real zeros, not on meta
+
+
 def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispatch") -> dict[str, Any]:
     """Batch-independent counts: params from a meta build, MACs and activations from one counted forward."""
     meta = spec.meta()
     counts: dict[str, Any] = {"params": complexity.count_params(meta), "param_bytes": complexity.param_bytes(meta)}
-    traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)
+    try:
+        traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)
+    except Exception as exc:
+        if not complexity.data_dependent(exc):
+            raise
+        meta = complexity.materialize(spec.build("meta"))
+        traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)
+        counts[ZEROS] = complexity.ZEROS_NOTE.format(why=" ".join(str(exc).split())[:80])
     unsupported = ";".join(f"{op}:{n}" for op, n in traced["unsupported_ops"].items())
     counts.update(macs=traced["macs"], acts=traced["acts"], unsupported_ops=unsupported)
     if traced.get("note"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any, TypeVar
 import torch
 
 from convbench.errors import UserError
+from convbench.lists import parse_list  # noqa: F401  (the options' lists, for the commands)
 from convbench.measure.device import DTYPES, validate_device
 from convbench.measure import instructions
 from convbench.measure.paired import MIN_PAIRS
 from convbench.results.schema import FORMATS
 from convbench.run import modes
-from convbench.zoo.comparisons import TRAIN_PAIRS
+from convbench.zoo.comparisons import COMPARISONS, TRAIN_PAIRS
 
 METRICS = ("static", "all", "instructions")
 COUNTERS = ("dispatch", "fvcore")
@@ -144,6 +146,12 @@ class CompareConfig(SweepConfig):
         validate_count(self.pairs, "--pairs", MIN_PAIRS, MAX_ITERS)
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
             raise UserError("--shape is C,H,W with three positive integers")
+        validate_input(self.shape)
+        named = self.name in (*COMPARISONS, "all")
+        for option, given in (("--claim", self.claims), ("--output", self.output)):
+            if given is not None and named:  # refused rather than ignored: a named comparison brings its own
+                raise UserError(f"{option} is for designs you name (compare a,b); the {self.name} comparison's "
+                                f"{'claims come from its papers' if option == '--claim' else 'cases choose their outputs'}")
         if self.claims is not None and not all(math.isfinite(c) and c > 0 for c in self.claims):
             raise UserError("--claim takes positive ratios, e.g. 0.29 for a variant claimed to cost 29% of the baseline")
 
@@ -221,6 +229,8 @@ def validate_formats(formats: tuple[str, ...]) -> None:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UserError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
+        raise UserError('--format parquet needs pyarrow, which is not installed: pip install "convbench[parquet]"')
 
 
 def validate_threads(threads: int | None) -> None:
@@ -270,13 +280,9 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
 
 def parse_float_list(text: str, what: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in parse_list(text)) or _empty()
+        return tuple(float(v) for v in parse_list(text, what))
     except ValueError:
         raise UserError(f"{what} must be numbers separated by commas, got {text!r}") from None
-
-
-def _empty() -> tuple[float, ...]:
-    raise ValueError
 
 
 def parse_input(size: int | None, shape: str | None) -> int | tuple[int, int, int] | None:
@@ -284,13 +290,14 @@ def parse_input(size: int | None, shape: str | None) -> int | tuple[int, int, in
     if size is not None and shape is not None:
         raise UserError("--input-size and --input-shape both give the input; keep one")
     if shape is None:
+        validate_input(size)
         return size
     parts = parse_int_list(shape, "--input-shape")
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) != 3:
+    if len(parts) not in (1, 3):
         raise UserError(f"--input-shape is C,H,W (three integers), got {shape!r}")
-    return parts
+    chosen = parts[0] if len(parts) == 1 else parts
+    validate_input(chosen)
+    return chosen
 
 
 def parse_percent(text: str, what: str) -> float:
@@ -303,10 +310,6 @@ def parse_percent(text: str, what: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise UserError(f"{what} must be above 0%, got {text!r}")
     return value
-
-
-def parse_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 Config = TypeVar("Config")

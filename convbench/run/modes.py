@@ -19,6 +19,7 @@ from torch import nn
 
 from convbench.measure.device import autocast
 from convbench.errors import UserError
+from convbench.lists import parse_list
 
 MODES = ("eager", "compile", "graphs", "compile+graphs")
 CUDA_ONLY = ("graphs", "compile+graphs")
@@ -37,8 +38,12 @@ def validate_modes(modes: tuple[str, ...], device: str) -> None:
 
 def modes_from_flags(mode: str | None, compile: bool, cuda_graphs: bool) -> tuple[str, ...]:
     """--mode wins; otherwise --compile and --cuda-graphs pick one mode (both: compile+graphs)."""
-    if mode:
-        return tuple(m.strip() for m in mode.split(",") if m.strip())
+    if mode is not None:
+        if compile or cuda_graphs:  # two answers to one question: refused rather than one of them ignored
+            flags = " and ".join(f for f, on in (("--compile", compile), ("--cuda-graphs", cuda_graphs)) if on)
+            raise UserError(f"--mode and {flags} both choose how to run; keep --mode (it takes compile, graphs and "
+                            "compile+graphs)")
+        return parse_list(mode, "--mode")
     if cuda_graphs:
         return ("compile+graphs",) if compile else ("graphs",)
     return ("compile",) if compile else ("eager",)

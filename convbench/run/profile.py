@@ -18,7 +18,7 @@ from convbench import children
 from convbench.errors import RowFailure, UserError, error_text
 from convbench.measure import ceiling, clock, counted_forward, device_time, host_load, instructions, layer_times, memory, roofline, timing
 from convbench.measure.cache import CountCache
-from convbench.measure.counts import model_counts
+from convbench.measure.counts import ZEROS, model_counts
 from convbench.measure.device import DTYPES, autocast, input_batch
 from convbench.results.schema import PROFILE_COLUMNS, PROFILE_READER_COLUMNS
 from convbench.run import modes, rows, sweep
@@ -204,7 +204,9 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
             for key in self.keys(config, spec.name):
                 yield rows.failure(self.describe(spec, key), config, exc, "compile" in key["mode"])
             return
+        counts = dict(counts)
         layers = counts.pop("layers", [])
+        on_zeros = counts.pop(ZEROS, None)  # a forward that reads its own values: counted, but on zeros
         live: LiveModel | None = None
         device = torch.device(config.device).type
         for bs in config.batch_sizes:
@@ -216,6 +218,8 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
                 key = {"model": spec.name, "batch_size": bs, "mode": mode}
                 row = Builder({**self.describe(spec, key), **counts}, ("build", "timing"), on_stage, bs)
                 row.inherit(saved)
+                if on_zeros:
+                    row.failures.append(("counts", rows.ERROR, on_zeros))
                 if config.metrics == "instructions":
                     row.attempt("instructions", lambda: measure_instructions(spec, bs, counts, config))
                 if config.metrics == "all":

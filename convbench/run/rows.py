@@ -104,7 +104,7 @@ def not_run(values: dict[str, Any], text: str, env: dict[str, Any]) -> dict[str,
 
 
 LABELS = {"saved_bytes": "saved bytes", "layer_times": "layer times", "timing": "timing", "memory": "memory",
-          "build": "build", "counting": "counting failed"}
+          "build": "build", "counting": "counting failed", "counts": "counts"}
 WHOLE = "row"  # the label of a failure that leaves nothing of the row to measure
 # A failure of these is the whole row's error, said as it is (a training run's loss that became NaN).
 UNLABELLED = {"training", WHOLE}

@@ -68,6 +68,11 @@ def from_environment(env: Mapping[str, str] | None = None) -> Shard | None:
         if not 1 <= world <= MAX_SHARDS or not 0 <= rank < world:
             raise UserError(f"RANK={rank} WORLD_SIZE={world} cannot be one process of a torchrun launch (RANK counts "
                             f"from 0 to WORLD_SIZE - 1)")
+        lacking = [v for v in ("MASTER_ADDR", "MASTER_PORT") if v not in env]
+        if world > 1 and lacking:  # torchrun sets all four; without a rendezvous address the ranks cannot meet
+            raise UserError(f"RANK={rank} WORLD_SIZE={world} are set but {' and '.join(lacking)} "
+                            f"{'is' if len(lacking) == 1 else 'are'} not: torchrun sets them all; run under torchrun, or "
+                            "unset RANK and WORLD_SIZE to run on your own")
         return Shard(rank + 1, world, "torchrun") if world > 1 else None
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
         task, count = _int(env, "SLURM_ARRAY_TASK_ID"), _int(env, "SLURM_ARRAY_TASK_COUNT")

@@ -13,6 +13,7 @@ from convbench.zoo.blocks.factorized import ConvStack, asymmetric, square
 from convbench.zoo.blocks.reduction import ConvThenPool, ParallelPoolConv, PoolThenConv
 from convbench.zoo.blocks.resnext import EarlyConcat, GroupedBottleneck, SplitTransformMerge
 from convbench.errors import UserError
+from convbench.lists import parse_list
 from convbench.zoo.registry import get_model_info
 from convbench.zoo.specs import resolve_models
 
@@ -152,7 +153,7 @@ def get_cases(name: str, shape: tuple[int, int, int] | None = None, claims: tupl
         return [case for build in COMPARISONS.values() for case in build()]
     if name in COMPARISONS:
         return COMPARISONS[name]()
-    parts = [p.strip() for p in name.split(",") if p.strip()]
+    parts = list(parse_list(name, "the designs to compare"))
     if len(parts) > 1 or ":" in name:
         return [designs_case(parts, shape, claims, output)]
     raise UserError(f"unknown comparison {name!r}; choose one of {', '.join([*COMPARISONS, 'all'])}, or name two designs "

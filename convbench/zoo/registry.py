@@ -10,6 +10,7 @@ from typing import Any, Callable
 from torch import nn
 
 from convbench.errors import UserError
+from convbench.lists import parse_list
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     if pattern is None or pattern.strip() in ("", "all", "*"):
         return names
     chosen: list[str] = []
-    for part in (p.strip() for p in pattern.split(",")):
-        if not part:
-            continue
+    for part in parse_list(pattern, "--arch"):
         matched = [n for n in names if fnmatch.fnmatchcase(n, part)]
         if not matched:
             raise UserError(_unknown_message(part))

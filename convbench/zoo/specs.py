@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from convbench.errors import RowFailure, UserError, error_text
+from convbench.lists import parse_list
 from convbench.zoo.outputs import describe, pick_output
 from convbench.zoo.registry import get_model_info, list_models
 
@@ -107,9 +108,7 @@ def resolve_models(arch: str, input_size: int | Shape | None = None, output: str
     model's input: a square size, or a C, H, W shape; `output` picks the entry of a forward's output to take."""
     specs: list[ModelSpec] = []
     zoo_parts = []
-    for part in (p.strip() for p in arch.split(",")):
-        if not part:
-            continue
+    for part in parse_list(arch, "--arch"):
         if ":" in part:
             specs.append(ModelSpec(part, "custom", input_shape(input_size, 224), _import_builder(part), output))
         else:
