@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,6 +247,18 @@ def run_step(step: Step, seconds: float, log: Path, env: dict[str, str]) -> tupl
                 return proc.wait(), True
 
 
+def clear_own_output(step: Step, dest: Path) -> Path | None:
+    """A call re-run after a failed or cut one: the step's own --out (always inside the plan's folder) is replaced,
+    not refused as a folder that already holds a run. Returns what was removed."""
+    if "--out" not in step.argv:
+        return None
+    out = Path(step.argv[step.argv.index("--out") + 1]).resolve()
+    if not out.is_relative_to(dest.resolve()) or out == dest.resolve() or not out.exists():
+        return None
+    shutil.rmtree(out) if out.is_dir() else out.unlink()
+    return out
+
+
 def snapshot(dest: Path, tarball: Path | None) -> None:
     if tarball is None:
         return
@@ -282,6 +295,9 @@ def run_plan(name: str, steps: list[Step], dest: Path, budget: float, started: f
             step.outcome = f"skipped: {remaining:.0f} s left of the budget, it needs {step.floor * slack:.0f} s"
         else:
             print(f"== {step.name} (at most {step.share:.0f} s): {step.proves}", flush=True)
+            replaced = clear_own_output(step, dest)
+            if replaced:
+                print(f"{step.name}: replacing {replaced}, an earlier call's", flush=True)
             t0 = clock()
             step.rc, cut = runner(step, step.share, dest / "logs" / f"{step.name}.log", env)
             step.seconds = clock() - t0

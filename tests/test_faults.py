@@ -364,3 +364,18 @@ def test_a_baseline_file_of_the_wrong_shape_is_one_line(capsys, tmp_path, conten
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(path) in err, err
     code, out, err = run(capsys, "baseline", "--arch", "alexnet", "--file", str(path), "--update")
     assert code == 2 and path.read_text() == content  # not written over: a file that is not a baseline is not ours
+
+
+def test_a_tampered_count_cache_entry_fails_its_checksum_and_is_counted_again(capsys, tmp_path):
+    code, out, _ = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--out", str(tmp_path / "a"))
+    path = cache._path()
+    data = json.loads(path.read_text())
+    key = next(k for k in data if k.startswith("alexnet@") and ":counts:" in k)
+    assert data[key]["params"] == 61_100_840 and data[key][cache.SUM] == cache.checksum(key, data[key])
+    data[key]["params"] = 999  # edited by hand: its checksum no longer holds
+    path.write_text(json.dumps(data))
+    code, out, err = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--out", str(tmp_path / "b"))
+    assert code == 0 and err == (f"convbench: 1 entries of the count cache {path} fail their checksum (changed since "
+                                 "convbench wrote them); they are counted again\n")
+    assert pd.read_csv(tmp_path / "b" / "profile.csv").params[0] == 61_100_840
+    assert json.loads(path.read_text())[key]["params"] == 61_100_840

@@ -111,3 +111,22 @@ def test_the_zoo_halves_cover_the_zoo_once_and_weigh_about_the_same(zoo_counts):
     assert sorted(halves[0] + halves[1]) == sorted(zoo_counts)
     macs = [sum(zoo_counts[n]["macs"] for n in half) for half in halves]
     assert max(macs) / min(macs) < 1.1
+
+
+def test_a_plan_called_again_replaces_its_own_steps_folders_and_says_so(tmp_path, capsys):
+    dest = tmp_path / "dest"
+    held = dest / "profile"
+    held.mkdir(parents=True)
+    (held / "profile.csv").write_text("model\nfrom the failed call\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+
+    def runner(step, seconds, log, env):
+        out = Path(step.argv[step.argv.index("--out") + 1])
+        assert not out.exists()  # the earlier call's folder is gone before the step runs
+        out.mkdir(parents=True)
+        return 0, False
+    steps = [_step("profile", 30, 10, ["x", "--out", str(held)]), _step("outside", 30, 10, ["x", "--out", str(outside)])]
+    with pytest.raises(AssertionError):  # a folder outside the plan's own is never removed
+        run_plan("accept", steps, dest, 540, 0.0, None, "test", clock=lambda: 0.0, runner=runner)
+    assert outside.exists() and f"profile: replacing {held.resolve()}, an earlier call's" in capsys.readouterr().out

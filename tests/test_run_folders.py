@@ -79,3 +79,25 @@ def test_bad_input_leaves_no_empty_run_folder(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, "profile", "--arch", "alexnet", "--warmup", "-1")
     assert code == 2 and not any((tmp_path / "runs" / "profile").iterdir())
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_row(tmp_path, capsys, monkeypatch):
+    (tmp_path / "stops.py").write_text("def build():\n    raise KeyboardInterrupt  # Ctrl-C while the model builds\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "o"
+    code, _, _ = run(capsys, "profile", "--arch", "alexnet,resnet18", "--metrics", "static", "--out", str(out))
+    before = (out / "profile.csv").read_text()
+    assert code == 0 and len(before.splitlines()) == 3
+    code, _, err = run(capsys, "profile", "--arch", "stops:build", "--metrics", "static", "--overwrite", "--out", str(out))
+    assert code == 130
+    assert err == f"interrupted before a row was finished: {out} holds the run --overwrite was to replace, as it was\n"
+    assert (out / "profile.csv").read_text() == before and not (out / ".convbench-previous").exists()
+    # Killed outright before its first row (the old run still aside): the next run finds it put back first.
+    (out / ".convbench-previous").mkdir()
+    (out / "profile.csv").rename(out / ".convbench-previous" / "profile.csv")
+    (out / "profile.csv").write_text("model,batch_size,status\n")
+    code, _, err = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--out", str(out))
+    assert code == 2 and "already holds a run" in err and (out / "profile.csv").read_text() == before
+    code, _, err = run(capsys, "profile", "--arch", "alexnet", "--metrics", "static", "--overwrite", "--out", str(out))
+    assert code == 0 and len((out / "profile.csv").read_text().splitlines()) == 2
+    assert not (out / ".convbench-previous").exists()

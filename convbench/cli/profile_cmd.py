@@ -77,7 +77,7 @@ def profile_command(
                 progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
 
             run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(total=n, description="profiling"))
-        return screen.finished(run.frame, config.out, run.interrupted)
+        return screen.finished(run.frame, config.out, run.interrupted, restored=run.restored)
 
     screen = Screen("profile", lambda f, w: print_profile(console, f, metrics, w), BUSY_LABEL, strict, report)
     raise typer.Exit(run_sweep("profile", shard, out, overwrite, device, make_config, measure, screen.merged))

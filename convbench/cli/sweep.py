@@ -80,10 +80,15 @@ class Screen:
     strict: bool = False
     report: bool = False
 
-    def finished(self, frame: pd.DataFrame, folder: Path, stopped: int = 0, interrupt: UserInterrupt | None = None) -> int:
-        """`stopped`: the number of the signal that ended the run early (2 for Ctrl-C), 0 when it ran to its end."""
+    def finished(self, frame: pd.DataFrame, folder: Path, stopped: int = 0, interrupt: UserInterrupt | None = None,
+                 restored: bool = False) -> int:
+        """`stopped`: the number of the signal that ended the run early (2 for Ctrl-C), 0 when it ran to its end;
+        `restored`: it ended before its first row, and the run it was to replace (--overwrite) is back."""
         where = f"{folder}/{self.stem}.csv"
         show(frame, where, self.print_table, self.busy_label, bool(stopped))
+        if stopped and restored:
+            raise UserInterrupt(f"interrupted before a row was finished: {folder} holds the run --overwrite was to "
+                                "replace, as it was", stopped)
         if stopped:
             if interrupt is not None:
                 interrupt.exit_code = 128 + stopped

@@ -85,7 +85,7 @@ def train_command(
         runs, verb = len(run.frame), "is" if written[0] == 1 else "are"
         code = screen.finished(run.frame, config.out, run.interrupted, UserInterrupt(
             f"interrupted: the {plural(written[0], 'finished step')} {verb} in {config.out / STEPS_CSV}, the "
-            f"{plural(runs, 'finished run')} in {config.out / 'train.csv'}"))
+            f"{plural(runs, 'finished run')} in {config.out / 'train.csv'}"), restored=run.restored and not written[0])
         if run.stopped:  # a diverged run is a failed row (exit 1, as for profile's error rows), not bad input
             raise RunStopped(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
         return code

@@ -88,6 +88,26 @@ def _valid(key: Any, entry: Any) -> bool:
         all(_count(v) or isinstance(v, str) for v in entry.values())
 
 
+SUM = "#"  # each entry's checksum: of its key, its content and the code that counted it
+
+
+def checksum(key: str, entry: dict[str, Any]) -> str:
+    content = json.dumps({k: v for k, v in entry.items() if k != SUM}, sort_keys=True)
+    return hashlib.sha256(f"{key}\n{content}\n{_code_key()}".encode()).hexdigest()[:16]
+
+
+def _sealed(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: {**v, SUM: checksum(k, v)} for k, v in data.items()}
+
+
+def _unsealed(key: Any, entry: Any) -> dict[str, Any] | None:
+    """The entry as counted, or None where its checksum is missing or wrong (an edited or damaged cache)."""
+    if not isinstance(key, str) or not isinstance(entry, dict) or entry.get(SUM) != checksum(key, entry):
+        return None
+    value = {k: v for k, v in entry.items() if k != SUM}
+    return value if _valid(key, value) else None
+
+
 class CountCache:
     def __init__(self) -> None:
         self.active = enabled()
@@ -107,10 +127,10 @@ class CountCache:
             return self._distrust(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:100]}")
         if not isinstance(data, dict):
             return self._distrust(path, f"it holds a {type(data).__name__}, not counts")
-        good = {k: v for k, v in data.items() if _valid(k, v)}
+        good = {k: v for k, v in ((k, _unsealed(k, e)) for k, e in data.items()) if v is not None}
         if len(good) < len(data):
-            sys.stderr.write(f"convbench: {len(data) - len(good)} entries of the count cache {path} are not what convbench "
-                             "writes; they are counted again\n")
+            sys.stderr.write(f"convbench: {len(data) - len(good)} entries of the count cache {path} fail their checksum "
+                             "(changed since convbench wrote them); they are counted again\n")
             self._dirty = True
         return good
 
@@ -156,7 +176,7 @@ class CountCache:
         path = _path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, json.dumps(self._data))
+            write_atomically(path, json.dumps(_sealed(self._data)))
             self._dirty = False
         except (OSError, DiskFull):
             pass  # a read-only home or a full disk only costs the next run its speed

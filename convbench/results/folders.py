@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +82,33 @@ def held_run(folder: Path) -> str | None:
     return None
 
 
+PREVIOUS = ".convbench-previous"  # an --overwrite run's predecessor, kept aside until the new run has a row
+
+
+def _run_files(folder: Path) -> list[Path]:
+    return [folder / n for n in sorted({n for files in RUN_FILES.values() for n in files}) if (folder / n).exists()]
+
+
 class Claim:
     """A run's hold on its folder: the lock is this process's until `release()` (or the process's end: the kernel
-    drops an flock with its holder, so a killed run never locks its folder for good)."""
+    drops an flock with its holder, so a killed run never locks its folder for good). Under --overwrite the run it
+    replaces waits in PREVIOUS until `commit()` (the new run's first finished row); a run released without one
+    puts it back, as it was (`restored`)."""
 
-    def __init__(self, folder: Path, handle: int) -> None:
-        self.folder, self._handle = folder, handle
+    def __init__(self, folder: Path, handle: int, aside: Path | None = None) -> None:
+        self.folder, self._handle, self._aside = folder, handle, aside
+        self.restored = False
+
+    def commit(self) -> None:
+        """The new run has a row: the old one is replaced for good."""
+        if self._aside is not None:
+            shutil.rmtree(self._aside, ignore_errors=True)
+            self._aside = None
 
     def release(self) -> None:
+        if self._aside is not None:
+            _put_back(self.folder, self._aside)
+            self._aside, self.restored = None, True
         if self._handle >= 0:
             os.close(self._handle)
             self._handle = -1
@@ -96,14 +116,24 @@ class Claim:
     def __enter__(self) -> Path:
         return self.folder
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.commit()
         self.release()
+
+
+def _put_back(folder: Path, aside: Path) -> None:
+    for path in _run_files(folder):
+        path.unlink()
+    for path in aside.iterdir():
+        os.replace(path, folder / path.name)
+    aside.rmdir()
 
 
 def claim(out: Path, overwrite: bool = False) -> Claim:
     """The folder a run writes to, created, proven writable and locked for this run; one that holds a run already
-    is refused unless `overwrite`, and then only that run's own files are removed. One that another live run is
-    writing to is refused either way."""
+    is refused unless `overwrite`, and then that run's own files (and nothing else in the folder) are moved aside
+    until the new run finishes a row. One that another live run is writing to is refused either way."""
     prove_writable(out)
     try:
         handle = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -114,15 +144,20 @@ def claim(out: Path, overwrite: bool = False) -> Claim:
     except OSError:
         os.close(handle)
         raise UserError(f"another convbench run is writing to {out}; wait for it to end, or choose another --out") from None
+    aside = out / PREVIOUS
+    if aside.is_dir():  # an --overwrite run killed before its first row: the run it was replacing comes back first
+        _put_back(out, aside)
     held = held_run(out)
     if held and not overwrite:
         os.close(handle)
         raise UserError(f"{out} already holds a run ({held}); pass --overwrite to replace it, or choose another --out "
                         f"(without --out every run gets a new folder under {RUNS}/<command>/)")
-    if held:
-        for name in {n for files in RUN_FILES.values() for n in files}:
-            (out / name).unlink(missing_ok=True)
-    return Claim(out, handle)
+    if not held:
+        return Claim(out, handle)
+    aside.mkdir()
+    for path in _run_files(out):
+        os.replace(path, aside / path.name)
+    return Claim(out, handle, aside)
 
 
 def prove_writable(out: Path) -> Path:

@@ -158,6 +158,7 @@ class SweepResult:
     layers: list[dict[str, Any]] = field(default_factory=list)
     interrupted: int = 0               # the signal that ended the sweep early (2: Ctrl-C), 0 when none did
     stopped: str | None = None         # why the sweep ended early (a diverged training run)
+    restored: bool = False             # --overwrite, ended before a row: the run it was replacing is back
     out: Path | None = None
 
     @property
@@ -173,16 +174,21 @@ def run(plan: Plan, on_row: OnRow | None = None, on_event: OnEvent | None = None
     config = plan.config
     units = plan.units()
     claim = folders.claim(Path(config.out), config.overwrite) if config.out is not None else None
+    result: SweepResult | None = None
     try:
-        return _run(plan, units, claim.folder if claim else None, on_row, on_event, on_start)
+        result = _run(plan, units, claim, on_row, on_event, on_start)
+        return result
     finally:
         if claim:
             claim.release()
+            if result is not None:
+                result.restored = claim.restored
 
 
-def _run(plan: Plan, units: list, out: Path | None, on_row: OnRow | None, on_event: OnEvent | None,
+def _run(plan: Plan, units: list, claim: folders.Claim | None, on_row: OnRow | None, on_event: OnEvent | None,
          on_start: Callable[[int], None] | None) -> SweepResult:
     config = plan.config
+    out = claim.folder if claim else None
     shard = Shard(*config.shard) if config.shard else None
     names = [plan.name(u) for u in units]
     units = mine(units, plan.cost, shard)
@@ -206,6 +212,8 @@ def _run(plan: Plan, units: list, out: Path | None, on_row: OnRow | None, on_eve
             plan.open(out)
             for row in plan.rows(units, event):
                 sink.add(row)
+                if claim:
+                    claim.commit()  # a row of its own: the run it replaces (--overwrite) goes for good
                 result.stopped = plan.stops(row.values)
                 if result.stopped:
                     break
