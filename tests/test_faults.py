@@ -321,8 +321,11 @@ def folders(tmp_path):
 @pytest.mark.parametrize("damage, said, commands", [
     (lambda p: (p / "profile.csv").write_text("model,batch_size\nx,1\n"), "is not a convbench profile file: it has no status",
      ("diff", "report")),
-    (lambda p: (p / "profile.csv").write_bytes(b"\xff\xfe garbage \x00\x01"), "cannot read", ("diff", "report")),
-    (lambda p: (p / "profile.csv").write_text('model,batch_size,status\n"unterminated,1,ok\n'), "cannot read", ("diff", "report")),
+    (lambda p: (p / "profile.csv").write_bytes(b"\xff\xfe garbage \x00\x01"), "is damaged: line 1 holds NUL bytes",
+     ("diff", "report")),
+    (lambda p: (p / "profile.csv").write_bytes(b"\xff\xfe garbage"), "is damaged: line 1 is not UTF-8 text", ("diff", "report")),
+    (lambda p: (p / "profile.csv").write_text('model,batch_size,status\n"unterminated,1,ok\n'),
+     "profile.csv is cut off or damaged (1 fields where the header has 3)", ("diff", "report")),
     (lambda p: (p / "samples.csv").write_text("nothing,here\n1,2\n"), "is not a convbench samples file", ("diff",)),
 ])
 def test_results_folders_that_are_not_what_convbench_writes_are_one_line(capsys, folders, damage, said, commands):

@@ -22,7 +22,7 @@ def show(kind: str, frame, where: str) -> None:
     elif kind == "compare":
         show_rows(frame, where, compare_cmd.print_table, compare_cmd.BUSY_LABEL)
     else:
-        show_rows(frame, where, lambda f, w: train_cmd.print_train(f, 10), str)
+        show_rows(frame, where, lambda f, w: train_cmd.print_train(f, 10), train_cmd.BUSY_LABEL)
 
 
 @app.command("merge")

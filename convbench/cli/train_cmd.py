@@ -38,13 +38,18 @@ def train_command(
     tf32: options.Tf32 = None,
     threads: options.Threads = None,
     lr: Annotated[float, typer.Option(help="SGD learning rate (momentum 0.9).")] = 0.02,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", help="Label-smoothing epsilon, 0 to below 1 "
+                                                   "(Inception-v3 section 7 uses 0.1; default 0: none).")] = 0.0,
+    aux_weight: Annotated[Optional[float], typer.Option("--aux-weight", help="Weight of each auxiliary head's loss "
+                                                        "(default 0.3, the papers'); 0 trains without the heads.")] = None,
     data: Annotated[str, typer.Option(help="synthetic, cifar10:PATH or folder:PATH.")] = "synthetic",
     seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
     input_size: options.InputSize = None,
     input_shape: options.InputShape = None,
     output: options.Output = None,
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between loss lines and the window of final loss/accuracy.")] = 10,
-    compare: Annotated[Optional[str], typer.Option(help="Train both sides of a block comparison: googlenet or inception_v3.")] = None,
+    compare: Annotated[Optional[str], typer.Option(help="Train both sides of a comparison: googlenet (5x5 vs two 3x3), inception_v3 (7x7 vs 1x7+7x1) or "
+                                                                  "inception_v3_aux (with vs without the auxiliary head).")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", help="Processes for DistributedDataParallel (via torchrun).")] = 1,
     out: Out = None,
     overwrite: options.Overwrite = False,
@@ -61,6 +66,7 @@ def train_command(
         return TrainConfig(arch=arch, steps=steps, batch_size=batch_size, device=dev, dtype=dtype, channels_last=channels_last,
                            compile=compile, lr=lr, data=data, seed=seed, out=folder, overwrite=overwrite,
                            nproc_per_node=nproc_per_node, compare=compare, input_size=shape, output=output, log_every=log_every,
+                           label_smoothing=label_smoothing, aux_weight=aux_weight,
                            isolate=isolate, timeout=timeout, cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads,
                            shard=part)
 
@@ -90,7 +96,7 @@ def train_command(
             raise RunStopped(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
         return code
 
-    screen = Screen("train", lambda f, w: print_train(f, log_every), str, strict, report)
+    screen = Screen("train", lambda f, w: print_train(f, log_every), BUSY_LABEL, strict, report)
     raise typer.Exit(run_sweep("train", shard, out, overwrite, device, make_config, measure, screen.merged))
 
 
@@ -98,6 +104,10 @@ def _scaling(r: dict[str, Any]) -> str:
     """A scaling efficiency above 1 cannot be: shown as such, never as a result (the row's note says why)."""
     value = r.get("scaling_efficiency")
     return "n/a!" if isinstance(value, float) and value > 1 else num(value, ".2f")
+
+
+def BUSY_LABEL(r: dict[str, Any]) -> str:
+    return f"{r['run']}" + (f" x{r['nproc']}" if r.get("nproc", 1) > 1 else "")
 
 
 def print_train(frame: pd.DataFrame, log_every: int) -> None:

@@ -128,6 +128,8 @@ TRAIN_COLUMNS: dict[str, str] = {
     "note": "what a figure means in this row, or why it cannot be taken at face value",
     "lr": "SGD learning rate",
     "seed": "seed for weights and data",
+    "label_smoothing": "epsilon of label-smoothing regularisation (Inception-v3 section 7); 0: none",
+    "aux_weight": "weight of each auxiliary classifier's loss; 0: trained without them (--aux-weight 0); empty: the network has none",
     "step_ms_p50": "median step time after the warm-up steps, ms",
     "step_ms_p90": "ms",
     "images_per_s": "batch / median step time, one process",

@@ -208,7 +208,8 @@ class ComparePlan(sweep.Plan[CompareCase]):
             busy = [b for b in (base.get("gpu_busy"), values.get("gpu_busy")) if b is not None]
             values["saving_realized"], values["verdict"] = verdict(
                 values["counted_ratio"], values.get("measured_ratio", float("nan")), values["device_ratio"],
-                min(busy) if busy else None, (values.get("ratio_ci_low"), values.get("ratio_ci_high")))
+                min(busy) if busy else None, (values.get("ratio_ci_low"), values.get("ratio_ci_high")),
+                values.get("claimed_ratio"))
             if values["variant"] == base["variant"]:
                 values["verdict"] = "baseline"
             elif values["verdict"]:

@@ -30,6 +30,7 @@ COUNTERS = ("dispatch", "fvcore")
 MAX_WARMUP = 100_000
 MAX_ITERS = 10_000_000
 MAX_SECONDS = 7 * 24 * 3600.0
+AUX_WEIGHT = 0.3  # the GoogLeNet and Inception papers' weight of each auxiliary classifier's loss
 
 # A config rebuilt from a finished run's env.json (by merge, on a machine that may lack its GPU) is not checked.
 _TRUSTED = contextvars.ContextVar("trusted_config", default=False)
@@ -176,6 +177,8 @@ class TrainConfig(SweepConfig):
     log_every: int = 10
     warmup_steps: int = 3
     timeout: float = 1800.0            # seconds a child may stay silent (no step) before it is killed
+    label_smoothing: float = 0.0       # Inception-v3 section 7's regularisation: epsilon of the uniform target
+    aux_weight: float | None = None    # the auxiliary heads' loss weight; None: AUX_WEIGHT where a model has them
 
     def check(self) -> None:
         super().check()
@@ -194,6 +197,10 @@ class TrainConfig(SweepConfig):
             raise UserError(f"--log-every must be at least 1, got {self.log_every}")
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if not (0 <= self.label_smoothing < 1):  # NaN fails here too
+            raise UserError(f"--label-smoothing is an epsilon from 0 to below 1 (0.1 in Inception-v3), got {self.label_smoothing}")
+        if self.aux_weight is not None and not (0 <= self.aux_weight < 1e6):
+            raise UserError(f"--aux-weight must be 0 or more (0 drops the auxiliary heads), got {self.aux_weight}")
         validate_input(self.input_size)
         if self.shard and self.nproc_per_node > 1:
             raise UserError("--nproc-per-node launches DDP itself; it cannot run inside a sharded sweep")

@@ -2,9 +2,11 @@
 
 Per run: step-time percentiles and images/s (the first `warmup_steps` steps and all data movement excluded),
 peak training memory, loss and accuracy per step, held-out accuracy at the end, wall time. Auxiliary heads, where
-a model has them on, add 0.3 x their loss, as in the GoogLeNet and Inception papers."""
+a model has them on, add 0.3 x their loss, as in the GoogLeNet and Inception papers (--aux-weight W another weight,
+0 the network without them); --label-smoothing EPS smooths every target (Inception-v3 section 7)."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convbench.errors import Diverged
+from convbench.errors import Diverged, UserError
 from convbench.measure import ceiling, clock, host_load
 from convbench.measure.complexity import training_macs
 from convbench.measure.device import DTYPES, PeakMemory, autocast
@@ -23,7 +25,7 @@ from convbench.measure.roofline import above_peak, model_flops_utilisation
 from convbench.measure.timing import summarize
 from convbench.measure.host import now
 from convbench.run import rows
-from convbench.run.config import TrainConfig
+from convbench.run.config import AUX_WEIGHT, TrainConfig
 from convbench.run.data import Dataset, load_data
 from convbench.run.modes import compiled
 from convbench.zoo.comparisons import TRAIN_PAIRS
@@ -46,21 +48,42 @@ class TrainingRun:
         return self.input_shape[1]
 
 
+def has_aux_heads(info: Any, overrides: dict[str, Any] | None = None) -> bool:
+    """Whether a zoo entry builds its auxiliary classifiers (they run in training only)."""
+    parameter = inspect.signature(info.builder).parameters.get("aux_logits")
+    if parameter is None:
+        return False
+    return bool({"aux_logits": parameter.default, **info.defaults, **(overrides or {})}["aux_logits"])
+
+
+def _aux_options(config: TrainConfig, info: Any, overrides: dict[str, Any], label: str) -> dict[str, Any]:
+    """--aux-weight 0 builds the network without its auxiliary heads (out of the loss and the step); a weight for a
+    network that has none is refused."""
+    if config.aux_weight is None or (config.compare and config.aux_weight == 0 and not has_aux_heads(info, overrides)):
+        return {}
+    if not has_aux_heads(info, overrides):
+        raise UserError(f"--aux-weight: {label} has no auxiliary heads (inception_v3 has; googlenet is registered with "
+                        "them off)")
+    return {"aux_logits": False} if config.aux_weight == 0 else {}
+
+
 def sides_for(config: TrainConfig) -> list[TrainingRun]:
     if config.compare:
         out = []
         for label, name, overrides in TRAIN_PAIRS[config.compare]:
             info = get_model_info(name)
+            options = {**overrides, **_aux_options(config, info, overrides, label)}
             out.append(TrainingRun(label, name, info.family, input_shape(config.input_size, info.input_size),
-                            lambda n, info=info, overrides=overrides: _picked(info.build(num_classes=n, **overrides), config)))
+                            lambda n, info=info, options=options: _picked(info.build(num_classes=n, **options), config)))
         return out
     out = []
     zoo = set(list_models())
     for spec in resolve_models(config.arch, config.input_size, config.output):
         if spec.name in zoo:
             info = get_model_info(spec.name)
+            options = _aux_options(config, info, {}, spec.name)
             out.append(TrainingRun(spec.name, spec.name, spec.family, spec.input_shape,
-                            lambda n, info=info: _picked(info.build(num_classes=n), config)))
+                            lambda n, info=info, options=options: _picked(info.build(num_classes=n, **options), config)))
         else:  # a user's module:function decides its own classes
             out.append(TrainingRun(spec.name, spec.name, spec.family, spec.input_shape, lambda n, spec=spec: spec.build("cpu")))
     return out
@@ -70,14 +93,24 @@ def _picked(module: nn.Module, config: TrainConfig) -> nn.Module:
     return pick_output(module, config.output) if config.output is not None else module
 
 
-def _loss(out: Any, y: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss(out: Any, y: torch.Tensor, classes: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the logits, with label smoothing (--label-smoothing), plus the auxiliary heads' own, each
+    weighted by --aux-weight (the papers' 0.3 by default)."""
     logits = logits_of(out)
     if logits.dim() != 2:
         raise ForwardOutputError(f"the forward's logits have shape {tuple(logits.shape)}; training needs (batch, classes)")
     if logits.shape[1] < classes:
         raise ForwardOutputError(f"the forward gives {logits.shape[1]} logits per image, but the data has {classes} classes")
-    loss = F.cross_entropy(logits.float(), y) + 0.3 * sum(F.cross_entropy(a.float(), y) for a in auxiliary(out))
+    eps, heads = config.label_smoothing, auxiliary(out)
+    if config.aux_weight and not heads:  # a user's network: known only once it has run (zoo entries are checked first)
+        raise UserError("--aux-weight: the network's forward returns no auxiliary heads in training")
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=eps)
+    loss = loss + aux_weight(config) * sum(F.cross_entropy(a.float(), y, label_smoothing=eps) for a in heads)
     return loss, logits
+
+
+def aux_weight(config: TrainConfig) -> float:
+    return AUX_WEIGHT if config.aux_weight is None else config.aux_weight
 
 
 def _heldout_accuracy(model: nn.Module, data: Dataset, device: torch.device, channels_last: bool, autocast_ctx) -> float:
@@ -132,7 +165,7 @@ def train_side(side: TrainingRun, config: TrainConfig, data: Dataset, on_step: C
         def train_step():
             opt.zero_grad(set_to_none=True)
             with autocast_ctx():
-                loss, logits = _loss(step_model(x), y, data.num_classes)
+                loss, logits = _loss(step_model(x), y, data.num_classes, config)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
@@ -162,6 +195,7 @@ def train_side(side: TrainingRun, config: TrainConfig, data: Dataset, on_step: C
     return {
         "run": side.run, "model": side.model, "family": side.family, "data": data.name, "input_size": side.input_size,
         "batch_size": config.batch_size, "steps": config.steps, "nproc": world, "lr": config.lr, "seed": config.seed,
+        "label_smoothing": config.label_smoothing, "aux_weight": aux_weight(config) if side_has_aux(side) else (0.0 if config.aux_weight == 0 else None),
         "step_ms_p50": stats["latency_ms_p50"], "step_ms_p90": stats["latency_ms_p90"], "images_per_s": images_per_s,
         "train_flops_per_image": flops, **mfu, "note": above_peak(mfu.get("mfu"), "MFU", ceiling_now), **busy,
         "aggregate_images_per_s": world * config.batch_size / stats["latency_ms_p50"] * 1e3,
@@ -195,6 +229,15 @@ def training_flops(side: TrainingRun, classes: int) -> int | None:
         return 2 * training_macs(meta_build(side, classes), (2, *side.input_shape))
     except Exception:  # a network the meta device cannot run: no figure, rather than a wrong one
         return None
+
+
+def side_has_aux(side: TrainingRun) -> bool:
+    """Whether the network, as this run builds it, runs auxiliary heads in training (counted on the meta device)."""
+    try:
+        model = meta_build(side, 10).train()
+        return bool(auxiliary(model(torch.zeros((2, *side.input_shape), device="meta"))))
+    except Exception:  # a forward the meta device cannot run: its heads are not known, and not claimed
+        return False
 
 
 def train_row(side: TrainingRun, config: TrainConfig, on_step: Callable[[dict[str, Any]], None]) -> rows.Row:

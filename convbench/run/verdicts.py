@@ -31,8 +31,17 @@ def _judge(counted: float, measured: float, what: str) -> tuple[float, str]:
     return realized, f"{min(realized, 9.99):.0%} of the MAC saving realised ({measured:.2f}x {what} for {counted:.2f}x MACs)"
 
 
+def _no_macs(measured: float, what: str, claimed: float | None) -> tuple[float, str]:
+    """Pooling and normalisation hold no MACs: the verdict rests on the time, against the claimed work where the
+    case has a figure for it."""
+    text = f"no MACs on either side (pooling, normalisation): {measured:.2f}x the {what}"
+    if claimed is not None and not math.isnan(claimed):
+        text += f" for the claimed {claimed:.2f}x of the work"
+    return float("nan"), text
+
+
 def verdict(counted: float, measured: float, device_ratio: float | None = None, gpu_busy: float | None = None,
-            interval: tuple[float | None, float | None] = (None, None)) -> tuple[float, str]:
+            interval: tuple[float | None, float | None] = (None, None), claimed: float | None = None) -> tuple[float, str]:
     """How much of the counted MAC change shows up in the measured time. Where the measured ratio's 95% interval
     spans 1, no difference in time was measured at this precision, and the verdict says that and no more. Where the
     baseline or the variant is launch-bound (`gpu_busy`, the lower of the two, below LAUNCH_BOUND), the latency
@@ -40,16 +49,18 @@ def verdict(counted: float, measured: float, device_ratio: float | None = None, 
     device-time ratio."""
     if measured is None or math.isnan(measured):
         return float("nan"), ""
+    judge = (lambda c, m, what: _no_macs(m, what, claimed)) if counted is None or math.isnan(counted) else _judge
     bound = gpu_busy is not None and not math.isnan(gpu_busy) and gpu_busy < LAUNCH_BOUND
     if bound and device_ratio is not None and not math.isnan(device_ratio):
-        realized, text = _judge(counted, device_ratio, "device time")
+        realized, text = judge(counted, device_ratio, "device time")
         return realized, f"launch-bound: GPU busy {gpu_busy:.0%}; device-time ratio {device_ratio:.2f}: {text}"
     low, high = interval
     if low is not None and high is not None and not math.isnan(low) and low <= 1 <= high and (low, high) != (1.0, 1.0):
-        macs = f"equal MACs (within {EQUAL_MACS:.0%})" if abs(counted - 1) <= EQUAL_MACS else f"{counted:.2f}x the MACs"
+        macs = ("no MACs on either side" if counted is None or math.isnan(counted) else
+                f"equal MACs (within {EQUAL_MACS:.0%})" if abs(counted - 1) <= EQUAL_MACS else f"{counted:.2f}x the MACs")
         return float("nan"), (f"no difference measurable at this precision: {measured:.2f}x the time, 95% CI "
                               f"{low:.2f}-{high:.2f} spans 1 ({macs}); more --pairs narrow it")
-    return _judge(counted, measured, "time")
+    return judge(counted, measured, "time")
 
 
 def peak_clause(row: dict[str, Any], base: dict[str, Any]) -> str:

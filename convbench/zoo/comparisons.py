@@ -103,11 +103,39 @@ def _grouped() -> list[CompareCase]:
     ]
 
 
+def _alexnet_conv1(lrn: bool) -> Callable[[int], nn.Module]:
+    """AlexNet's first stage as the article placed it: conv1 (96 11x11/4), ReLU, then LRN where it had one."""
+    from convbench.zoo.models.alexnet import LRN, local_response_norm
+    return lambda ch: nn.Sequential(nn.Conv2d(ch, 96, 11, stride=4), nn.ReLU(),
+                                    *([local_response_norm(**LRN)] if lrn else []))
+
+
+def _pooling() -> list[CompareCase]:
+    c = "pooling"
+    return [
+        CompareCase(c, "overlapping 3x3/2 vs 2x2/2 max pooling", "a 3x3 window reads 9 values per output, a 2x2 one 4: "
+                    "4/9 = 0.44 of the work, for the same 27x27 grid (AlexNet 3.4: overlapping cut top-1 error 0.4%)",
+                    (96, 55, 55), (
+                        Variant("3x3/2 overlapping", lambda ch: nn.MaxPool2d(3, stride=2)),
+                        Variant("2x2/2", lambda ch: nn.MaxPool2d(2, stride=2), 4 / 9))),
+        CompareCase(c, "LRN vs none after conv1", "LRN adds no MACs and its window of 5 channels to every activation "
+                    "(AlexNet 3.3: it cut top-1 error 1.4%; 'rarely used now')", (3, 227, 227), (
+                        Variant("conv1+ReLU+LRN", _alexnet_conv1(True)),
+                        Variant("conv1+ReLU", _alexnet_conv1(False)))),
+        CompareCase(c, "AlexNet: two groups on conv2/4/5 vs dense", "whole network, 227x227; groups=2 (one per GPU) "
+                    "halve the MACs and weights of conv2, conv4 and conv5 (ResNeXt 2: grouped convolution began here)",
+                    (3, 227, 227), (
+                        Variant("alexnet_2012 dense", _network("alexnet_2012", groups=1)),
+                        Variant("alexnet_2012 groups=2", _network("alexnet_2012"))), whole_network=True),
+    ]
+
+
 COMPARISONS: dict[str, Callable[[], list[CompareCase]]] = {
     "factorization": _factorization,
     "asymmetric": _asymmetric,
     "reduction": _reduction,
     "grouped": _grouped,
+    "pooling": _pooling,
 }
 
 
@@ -116,6 +144,9 @@ COMPARISONS: dict[str, Callable[[], list[CompareCase]]] = {
 TRAIN_PAIRS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
     "googlenet": (("googlenet 5x5", "googlenet", {}), ("googlenet 3x3+3x3", "googlenet", {"branch5x5": "3x3x2"})),
     "inception_v3": (("inception_v3 7x7", "inception_v3_7x7", {}), ("inception_v3 1x7+7x1", "inception_v3_noaux", {})),
+    # Inception-v3 section 4: the auxiliary head helps only late in training, as a regulariser; what it costs a step.
+    "inception_v3_aux": (("inception_v3 with aux head", "inception_v3", {}),
+                         ("inception_v3 without", "inception_v3", {"aux_logits": False})),
 }
 
 
