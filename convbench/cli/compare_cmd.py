@@ -31,7 +31,7 @@ def _one_mode(mode: str | None, compile: bool, cuda_graphs: bool) -> str:
 
 @app.command("compare")
 def compare_command(
-    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="factorization, asymmetric, reduction, grouped or "
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="factorization, asymmetric, reduction, grouped, pooling or "
                                                                        "all; or two or more designs, zoo models or "
                                                                        "package.module:function, the first the baseline.")],
     device: options.Device = "cpu",

@@ -71,7 +71,7 @@ PROFILE_COLUMNS: dict[str, str] = {
 
 # Every compare row is a variant of a case against the case's baseline (its first variant).
 COMPARE_COLUMNS: dict[str, str] = {
-    "comparison": "factorization, asymmetric, reduction or grouped",
+    "comparison": "factorization, asymmetric, reduction, grouped or pooling (designs: a user's own)",
     "case": "the design question: one baseline and its variants",
     "variant": "this row's design",
     "baseline": "the variant every ratio is taken against",
