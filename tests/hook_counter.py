@@ -29,7 +29,7 @@ def analytic_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
         entry["acts"] += out_elems // batch
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    device = next(iter(model.parameters())).device
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("meta"))
     was_training = model.training
     try:
         model.eval()

@@ -251,4 +251,4 @@ def test_the_project_suite_cases_match_the_pytest_names():
     from suites.cases import gate_cases
     names = set(gate_cases("cpu"))
     assert "test_model[resnet18-cpu]" in names and "test_block[grouped:dense_vs_grouped_3x3,_G=32:dense-cpu]" in names
-    assert len(names) == 33
+    assert len(names) == 37 and "test_block[pooling:LRN_vs_none_after_conv1:conv1+ReLU+LRN-cpu]" in names

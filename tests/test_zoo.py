@@ -71,7 +71,7 @@ def test_baseline_lists_no_model_that_is_gone(zoo_counts):
 def small_input(name: str, batch_size: int = 1) -> tuple[int, int, int, int]:
     """The smallest input that keeps every stage's grid above 1x1: counters must agree at any size, and a forward
     must give logits at any, so the checks of every model need not pay for full-size inputs."""
-    size = 107 if name.startswith("inception_v3") else 96 if name == "alexnet" else 64
+    size = 107 if name.startswith("inception_v3") else 96 if name.startswith("alexnet") else 64
     return input_shape_for(name, batch_size, size)
 
 

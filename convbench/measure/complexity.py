@@ -135,6 +135,11 @@ def _counting(model: nn.Module, by_module: bool = False) -> Iterator[_Tally]:
             h.remove()
 
 
+def device_of(model: nn.Module, default: str = "cpu") -> torch.device:
+    """Where a model's tensors live; `default` for one that holds none (a pooling or normalisation block)."""
+    return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device(default))
+
+
 # How torch says that an op needs the values of a tensor that has only a shape (a forward that branches on its data).
 _NEEDS_DATA = ("item() cannot be called on meta", "cannot copy out of meta tensor", "data-independent implementation",
                "data-dependent")
@@ -157,7 +162,7 @@ def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: b
     (`materialize`) for a forward that reads its own values."""
     was_training = model.training
     model.eval()
-    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("meta"))
+    device = device_of(model, "meta")
     try:
         with torch.no_grad(), _counting(model, by_module) as tally:
             logits_of(model(torch.zeros(input_shape, device=device)))  # a forward convbench cannot use says so here
@@ -248,7 +253,7 @@ def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: boo
     with _fvcore_quiet():
         from fvcore.nn.jit_analysis import JitModelAnalysis
 
-    device = next(iter(model.parameters())).device
+    device = device_of(model)
     was_training = model.training
     model.eval()
     try:
@@ -277,7 +282,7 @@ def flop_counter_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Forward MACs per image from torch's own FlopCounterMode (which counts 2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    device = next(iter(model.parameters())).device
+    device = device_of(model)
     was_training = model.training
     model.eval()
     try:
