@@ -53,7 +53,6 @@ def write_atomically(path: Path, text: str) -> None:
         temporary.write_text(text, errors="backslashreplace")  # a non-UTF-8 folder name, escaped
 
 
-
 class NotRegular(OSError):
     """A path to read that is a FIFO, a device or a socket: opening it could block forever or read without end."""
 

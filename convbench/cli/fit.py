@@ -98,3 +98,8 @@ def mib(value: Any) -> str:
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def kept(n: int, word: str, where: object) -> str:
+    """'the 3 finished rows are in DIR/profile.csv': what an interrupted command kept, and where."""
+    return f"the {plural(n, word)} {'is' if n == 1 else 'are'} in {where}"

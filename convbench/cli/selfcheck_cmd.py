@@ -11,7 +11,7 @@ from convbench.run import engines
 from convbench.cli.app import app, console
 from convbench.run.config import parse_list
 from convbench.results.folders import prove_writable
-from convbench.cli.fit import plural
+from convbench.cli.fit import kept
 from convbench.errors import UserError, UserInterrupt
 from convbench.files import write_atomically
 from convbench.results.writers import to_markdown, write_json
@@ -54,8 +54,8 @@ def selfcheck_command(
     markdown = f"# convbench selfcheck on {device}\n\n" + to_markdown(result.frame)
     write_atomically(out / "selfcheck.md", markdown)
     if result.interrupted:
-        raise UserInterrupt(f"interrupted: the {plural(len(result.checks), 'finished check')} "
-                            f"{'is' if len(result.checks) == 1 else 'are'} in {out}/selfcheck.json", result.interrupted)
+        raise UserInterrupt(f"interrupted: {kept(len(result.checks), 'finished check', out / 'selfcheck.json')}",
+                            result.interrupted)
     counts = {s: sum(c.status == s for c in result.checks) for s in ("pass", "warn", "fail", "skip")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if format == "json":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from convbench.analysis.merge import merge
 from convbench.cli.app import console
-from convbench.cli.fit import plural
+from convbench.cli.fit import kept
 from convbench.cli.report_cmd import print_report
 from convbench.cli.tables import busy_warning, closing_line
 from convbench.errors import UserError, UserInterrupt
@@ -52,8 +52,7 @@ def exit_code(frame: pd.DataFrame, strict: bool = False) -> int:
 
 
 def interrupted(count: int, path: str, signal_number: int = 2) -> UserInterrupt:
-    verb = "is" if count == 1 else "are"
-    return UserInterrupt(f"interrupted: the {plural(count, 'finished row')} {verb} in {path}", signal_number)
+    return UserInterrupt(f"interrupted: {kept(count, 'finished row', path)}", signal_number)
 
 
 def show(frame: pd.DataFrame, where: str, print_table: Callable[[pd.DataFrame, str], None],

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from convbench.cli.app import LazyProgress, app, console
-from convbench.cli.fit import Column, left_out_line, mib, num, plural, say, table
+from convbench.cli.fit import Column, kept, left_out_line, mib, num, plural, say, table
 from convbench.cli import options
 from convbench.cli.sweep import Screen, run_sweep
 from convbench.cli.tables import busy_mark, legends, print_notes, share_cell, status_cell
@@ -88,10 +88,9 @@ def train_command(
                                   f"  (means, steps {first}-{row['step']})", highlight=False, markup=False)
 
             run = run_train(config, on_step=on_step)
-        runs, verb = len(run.frame), "is" if written[0] == 1 else "are"
         code = screen.finished(run.frame, config.out, run.interrupted, UserInterrupt(
-            f"interrupted: the {plural(written[0], 'finished step')} {verb} in {config.out / STEPS_CSV}, the "
-            f"{plural(runs, 'finished run')} in {config.out / 'train.csv'}"), restored=run.restored and not written[0])
+            f"interrupted: {kept(written[0], 'finished step', config.out / STEPS_CSV)}, the "
+            f"{plural(len(run.frame), 'finished run')} in {config.out / 'train.csv'}"), restored=run.restored and not written[0])
         if run.stopped:  # a diverged run is a failed row (exit 1, as for profile's error rows), not bad input
             raise RunStopped(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
         return code
