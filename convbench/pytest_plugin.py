@@ -56,8 +56,10 @@ def _checked(fixture: str, arch: Any, batch_size: Any = 1, input_shape: Any = No
     if not isinstance(device, str):
         raise UserError(f"{fixture}: device is cpu or cuda[:N], got {device!r}")
     validate_device(device)
-    resolve_models(arch, shape)  # an unknown zoo name or a builder that cannot be imported, said now
-    return shape
+    specs = resolve_models(arch, shape)  # an unknown name or a builder that cannot be imported, said now
+    # One model: its own input (a library's published size, a builder's declared one), so that the case the
+    # benchmark and the instruction count run is the one `convbench profile` measures.
+    return shape if shape is not None or len(specs) != 1 else specs[0].input_shape
 
 
 def _fail(exc: BaseException) -> None:
@@ -88,7 +90,8 @@ def convbench_counts(request: pytest.FixtureRequest) -> Callable[..., dict[str, 
               file: str | Path | None = None) -> dict[str, Any]:
         try:
             path = _baseline_file(request.config, file)
-            current = baseline.compute_static(arch, _checked("convbench_counts", arch, input_shape=input_shape), output)
+            _checked("convbench_counts", arch, input_shape=input_shape)
+            current = baseline.compute_static(arch, input_shape, output)
             if request.config.getoption("convbench_update"):
                 baseline.update(current, path)
                 return current

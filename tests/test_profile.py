@@ -198,7 +198,8 @@ def test_cache_returns_what_a_fresh_count_returns(tmp_path, monkeypatch):
 
 
 def test_the_first_screen_fits_120_columns_with_short_notes_under_the_table(capsys, tmp_path):
-    code, out, err = run(capsys, "profile", "--arch", "resnet18,inception_v3", "--metrics", "static", "--out", str(tmp_path / "s"))
+    code, out, err = run(capsys, "profile", "--arch", "resnet18,inception_v3", "--metrics", "static", "--batch-size", "1",
+                         "--out", str(tmp_path / "s"))
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert max(len(line.rstrip()) for line in lines) <= 120
@@ -209,6 +210,22 @@ def test_the_first_screen_fits_120_columns_with_short_notes_under_the_table(caps
     assert "Expected more than 1 value" not in out
     closing = " ".join(" ".join(lines[-2:]).split()) if lines[-1].startswith("  -> ") else lines[-1]  # a long path: own line
     assert closing.endswith(f"2 rows: 1 ok, 1 partial (notes above) -> {tmp_path / 's'}/profile.csv")
+
+
+def test_a_counts_only_run_at_the_default_batch_is_not_partial_for_saved_bytes_it_did_not_ask_for(capsys, tmp_path):
+    code, out, err = run(capsys, "profile", "--arch", "resnet18,inception_v3", "--metrics", "static",
+                         "--out", str(tmp_path / "s"))
+    assert code == 0 and err == ""
+    frame = pd.read_csv(tmp_path / "s" / "profile.csv").set_index("model")
+    assert list(frame["status"]) == ["ok", "ok"] and frame["error"].isna().all()
+    assert pd.isna(frame.loc["inception_v3", "saved_bytes"]) and frame.loc["resnet18", "saved_bytes"] > 0
+    assert frame.loc["inception_v3", "note"].startswith("saved bytes: n/a at batch 1 (a batch norm over a 1x1 grid")
+    assert "--batch-size 2 counts them" in frame.loc["inception_v3", "note"]
+    assert "2 rows: 2 ok ->" in " ".join(out.split())
+    # asked for (a batch named, or the timed metrics): the row is partial, as before
+    code, _, _ = run(capsys, "profile", "--arch", "inception_v3", "--metrics", "static", "--batch-size", "1",
+                     "--out", str(tmp_path / "asked"))
+    assert code == 0 and pd.read_csv(tmp_path / "asked" / "profile.csv")["status"].tolist() == ["partial"]
 
 
 def test_layers_add_up_to_the_model_with_functional_matmuls_attributed(capsys, tmp_path, user_nets):

@@ -79,7 +79,7 @@ def compare_command(
                 progress.update(description=f"{row['case']}: {row['variant']} b{row['batch_size']}")
 
             run = run_compare(config, on_row=on_row)
-        return screen.finished(run.frame, config.out, run.interrupted, restored=run.restored)
+        return screen.finished(run.frame, config.out, run.interrupted, restored=run.restored, refused=run.refused)
 
     screen = Screen("compare", print_table, BUSY_LABEL, strict, report)
     raise typer.Exit(run_sweep("compare", shard, out, overwrite, device, make_config, measure, screen.merged))

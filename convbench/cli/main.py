@@ -57,7 +57,8 @@ def _run(argv: Sequence[str] | None) -> None:
         _one_line(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
-        _one_line(f"error: {exc}")
+        for line in str(exc).split("\n"):  # several refused --arch parts: one line each
+            _one_line(f"error: {line}")
         sys.exit(exc.exit_code)
     except _usage_error_types() as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `convbench`: the help is the answer

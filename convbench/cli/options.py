@@ -7,8 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-Arch = Annotated[str, typer.Option("--arch", "-a", help="all, a name, a pattern ('resnet*'), a comma list, or "
+Arch = Annotated[str, typer.Option("--arch", "-a", help="all, a name, a pattern ('resnet*'), a comma list, "
+                                                        "timm:NAME or torchvision:NAME (patterns too), or "
                                                         "package.module:function.")]
+AllMatching = Annotated[bool, typer.Option("--all-matching", help="Take every model a pattern matches, even above "
+                                                                  "100 (timm:* is over a thousand).")]
 Device = Annotated[str, typer.Option(help="cpu or cuda[:N].")]
 BatchSizes = Annotated[str, typer.Option("--batch-size", "-b", help="Comma list of batch sizes.")]
 Dtype = Annotated[str, typer.Option(help="fp32, or autocast to fp16 (CUDA) / bf16.")]

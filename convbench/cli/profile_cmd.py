@@ -27,8 +27,11 @@ def BUSY_LABEL(r: dict[str, Any]) -> str:
 @app.command("profile")
 def profile_command(
     arch: options.Arch = "all",
+    all_matching: options.AllMatching = False,
     device: options.Device = "cpu",
-    batch_size: options.BatchSizes = "1",
+    batch_size: Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Comma list of batch sizes (default 1; "
+                                                      "a static run at the default leaves out saved bytes a batch of 1 "
+                                                      "cannot have, without a partial row).")] = None,
     dtype: options.Dtype = "fp32",
     channels_last: options.ChannelsLast = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model before warm-up (with --cuda-graphs: compile+graphs).")] = False,
@@ -61,7 +64,8 @@ def profile_command(
 ) -> None:
     """Measure params, MACs, activations, memory and latency; one row per model, batch size and mode."""
     formats = tuple(dict.fromkeys(("csv", *parse_list(format, "--format"))))
-    batch_sizes, run_modes = parse_int_list(batch_size, "--batch-size"), modes_from_flags(mode, compile, cuda_graphs)
+    batch_sizes = parse_int_list(batch_size if batch_size is not None else "1", "--batch-size")
+    run_modes = modes_from_flags(mode, compile, cuda_graphs)
     shape = parse_input(input_size, input_shape)
 
     def make_config(folder: Path, dev: str, part: tuple | None) -> ProfileConfig:
@@ -69,7 +73,8 @@ def profile_command(
             arch=arch, device=dev, batch_sizes=batch_sizes, dtype=dtype, channels_last=channels_last, modes=run_modes,
             cudnn_benchmark=cudnn_benchmark, tf32=tf32, threads=threads, metrics=metrics, warmup=warmup, iters=iters,
             min_time=min_time, input_size=shape, output=output, out=folder, overwrite=overwrite, formats=formats, by_layer=by_layer, cpu_memory=cpu_memory,
-            counter=counter, isolate=isolate, timeout=timeout, shard=part, ceiling=with_ceiling)
+            counter=counter, isolate=isolate, timeout=timeout, shard=part, ceiling=with_ceiling, all_matching=all_matching,
+            batch_given=batch_size is not None)
 
     def measure(config: ProfileConfig) -> int:
         with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
@@ -77,7 +82,7 @@ def profile_command(
                 progress.update(advance=1, description=f"{row['model']} b{row['batch_size']} {row.get('mode', '')}: {row['status']}")
 
             run = run_profile(config, on_row=on_row, on_start=lambda n: progress.update(total=n, description="profiling"))
-        return screen.finished(run.frame, config.out, run.interrupted, restored=run.restored)
+        return screen.finished(run.frame, config.out, run.interrupted, restored=run.restored, refused=run.refused)
 
     screen = Screen("profile", lambda f, w: print_profile(console, f, metrics, w), BUSY_LABEL, strict, report)
     raise typer.Exit(run_sweep("profile", shard, out, overwrite, device, make_config, measure, screen.merged))

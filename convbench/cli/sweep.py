@@ -51,6 +51,12 @@ def exit_code(frame: pd.DataFrame, strict: bool = False) -> int:
     return 0
 
 
+def say_refused(line: str) -> None:
+    """One refused --arch part on stderr, as bad input is said (convbench.entry)."""
+    import sys
+    sys.stderr.write(f"error: {' '.join(line.split())}\n")
+
+
 def interrupted(count: int, path: str, signal_number: int = 2) -> UserInterrupt:
     return UserInterrupt(f"interrupted: {kept(count, 'finished row', path)}", signal_number)
 
@@ -80,11 +86,14 @@ class Screen:
     report: bool = False
 
     def finished(self, frame: pd.DataFrame, folder: Path, stopped: int = 0, interrupt: UserInterrupt | None = None,
-                 restored: bool = False) -> int:
+                 restored: bool = False, refused: list[str] | None = None) -> int:
         """`stopped`: the number of the signal that ended the run early (2 for Ctrl-C), 0 when it ran to its end;
-        `restored`: it ended before its first row, and the run it was to replace (--overwrite) is back."""
+        `restored`: it ended before its first row, and the run it was to replace (--overwrite) is back; `refused`:
+        --arch parts that named no model, one line each on stderr, and exit 2 once the others are measured."""
         where = f"{folder}/{self.stem}.csv"
         show(frame, where, self.print_table, self.busy_label, bool(stopped))
+        for line in refused or ():
+            say_refused(line)
         if stopped and restored:
             raise UserInterrupt(f"interrupted before a row was finished: {folder} holds the run --overwrite was to "
                                 "replace, as it was", stopped)
@@ -94,7 +103,7 @@ class Screen:
             raise interrupt or interrupted(len(frame), where, stopped)
         if self.report:
             print_report(folder)
-        return exit_code(frame, self.strict)
+        return max(exit_code(frame, self.strict), 2 if refused else 0)
 
     def merged(self, merged: Any) -> int:
         return self.finished(merged.frame, merged.out)

@@ -72,6 +72,8 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
                Column("batch", 0, cells=[str(r["batch_size"]) for r in rows])]
     if show_mode:
         columns.append(Column("mode", 0, "left", [str(r.get("mode") or "") for r in rows]))
+    if "input_shape" in df and df["input_shape"].nunique() > 1:  # a sweep that mixes input sizes shows each
+        columns.append(Column("input", 1, cells=[_input_cell(r) for r in rows]))
     columns += [Column("params", 2 if timed else 0, cells=[si(r.get("params")) for r in rows]),
                 Column("MACs/img", 1 if timed else 0, cells=[si(r.get("macs")) for r in rows])]
     if "instructions" in df and df["instructions"].notna().any():
@@ -102,6 +104,25 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
     return columns, notes
 
 
+def _input_cell(row: dict[str, Any]) -> str:
+    shape = str(row.get("input_shape") or "")
+    return shape.partition("x")[2].partition("x")[0] if shape.startswith("3x") and shape.count("x") == 2 and \
+        shape.split("x")[1] == shape.split("x")[2] else shape
+
+
+def undeclared_line(df: pd.DataFrame) -> str | None:
+    """The user models counted at the default input because their builders declare none, said once."""
+    from convbench.zoo.specs import DEFAULT_SHAPE, UNDECLARED
+    if "input_from" not in df:
+        return None
+    names = list(dict.fromkeys(df.loc[df["input_from"] == UNDECLARED, "model"]))
+    if not names:
+        return None
+    return (f"{', '.join(names)}: {'its builder declares' if len(names) == 1 else 'their builders declare'} no input "
+            f"size, so {'it was' if len(names) == 1 else 'they were'} measured at {'x'.join(map(str, DEFAULT_SHAPE))}: "
+            "pass --input-size, or declare one (docs/profile.md, 'Input sizes')")
+
+
 def print_profile(console: Console, df: pd.DataFrame, metrics: str, where: str) -> None:
     columns, notes = profile_columns(df, metrics)
     device = df["device_name"].iloc[0] if len(df) and "device_name" in df else ""
@@ -120,6 +141,9 @@ def print_profile(console: Console, df: pd.DataFrame, metrics: str, where: str) 
     print_notes(console, notes)
     for n in sorted({n for n in df["note"].dropna()} if "note" in df else set()):
         say(console, f"note: {n}")
+    undeclared = undeclared_line(df)
+    if undeclared:
+        say(console, f"note: {undeclared}")
 
 
 def closing_line(df: pd.DataFrame, path: str) -> str:

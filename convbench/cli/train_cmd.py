@@ -90,7 +90,8 @@ def train_command(
             run = run_train(config, on_step=on_step)
         code = screen.finished(run.frame, config.out, run.interrupted, UserInterrupt(
             f"interrupted: {kept(written[0], 'finished step', config.out / STEPS_CSV)}, the "
-            f"{plural(len(run.frame), 'finished run')} in {config.out / 'train.csv'}"), restored=run.restored and not written[0])
+            f"{plural(len(run.frame), 'finished run')} in {config.out / 'train.csv'}"), restored=run.restored and not written[0],
+            refused=run.refused)
         if run.stopped:  # a diverged run is a failed row (exit 1, as for profile's error rows), not bad input
             raise RunStopped(f"{run.stopped}; training stopped, the rows so far are in {config.out}")
         return code

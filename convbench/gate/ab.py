@@ -23,6 +23,7 @@ from convbench.run.config import parse_list, validate_batches, validate_input
 from convbench.errors import UserError
 from convbench.gate import record as records
 from convbench.gate import counted, trees, verdict
+from convbench.zoo import libraries
 from convbench.gate.worker import FACTOR_ENV, SLOW_ENV, model_case
 from convbench.gate.lockstep import Pairs, SideWorker, Worker, WorkerError, lockstep, look_level, shared_cpu
 from convbench.results.writers import write_csv, write_markdown
@@ -89,7 +90,9 @@ class GateConfig:
         if self.arch is not None and self.cases is not None:
             raise UserError("--arch and --cases both name what to time; keep one")
         if self.arch is not None:
-            parse_list(self.arch, "--arch")
+            for part in parse_list(self.arch, "--arch"):
+                if libraries.library_of(part) and len(libraries.resolve(part)) != 1:
+                    raise UserError(f"--arch {part}: the gate times named models, not patterns")
         validate_batches(self.batch_sizes)
         validate_input(self.input_shape)
         validate_device(self.device)
@@ -99,7 +102,7 @@ class GateConfig:
         """What the workers time: a cases module, or the models' specs."""
         if self.arch is None:
             return {"cases": self.cases or "suites.cases"}
-        return {"specs": [{"arch": a, "batch_size": b, "input_shape": list(self.input_shape) if self.input_shape else None,
+        return {"specs": [{"arch": a, "batch_size": b, "input_shape": _input_shape(a, self.input_shape),
                            "rounds": self.rounds} for a in parse_list(self.arch, "--arch") for b in self.batch_sizes]}
 
 
@@ -183,12 +186,22 @@ class _Gate:
         return names
 
 
+def _input_shape(arch: str, given: tuple[int, int, int] | None) -> list[int] | None:
+    """The input a case is timed at: --input-shape, else a library model's published size (read here, once: the
+    workers build the model and nothing else); None leaves a zoo model its own and a builder 3x224x224."""
+    if given:
+        return list(given)
+    if libraries.library_of(arch):
+        return list(libraries.resolve(arch)[0].input_shape)
+    return None
+
+
 def _arch_sources(config: GateConfig, repo: Path) -> tuple[str, ...]:
     """The paths of the packages the --arch specs import (a folder or a .py file, at the top of the repository or
-    under src/); a zoo name's code is convbench's."""
+    under src/); a zoo name's code is convbench's, a timm or torchvision model's the installed library's."""
     found: list[str] = []
     for spec in (parse_list(config.arch, "--arch") if config.arch else ()):
-        if ":" not in spec:
+        if ":" not in spec or libraries.library_of(spec):
             if (repo / "convbench").is_dir():
                 found.append("convbench")
             continue
@@ -200,8 +213,8 @@ def _arch_sources(config: GateConfig, repo: Path) -> tuple[str, ...]:
                             "test with --source")
         found.append(path)
     if not found:
-        raise UserError("--arch names only zoo models, which both sides import from the installed convbench; gate a "
-                        "model of this repository (package.module:function)")
+        raise UserError("--arch names only zoo or library models, which both sides import from the installed packages; "
+                        "gate a model of this repository (package.module:function)")
     return tuple(dict.fromkeys(found))
 
 

@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -102,6 +103,24 @@ def repeated(fn, factor):
     return more
 
 
+def _timm_model(name, shape):
+    import timm
+    return timm.create_model(name, pretrained=False)
+
+
+def _torchvision_model(name, shape):
+    # As convbench.zoo.libraries builds it (this file stands alone): weights=None, and a vision transformer's grid
+    # built for the input its default weights were trained at.
+    from torchvision import models
+    extra = {"image_size": shape[1]} if name.startswith("vit_") and shape[1] != 224 else {}
+    return models.get_model(name, weights=None, **extra)
+
+
+# timm:NAME and torchvision:NAME: the installed library's model, the same on both sides (the gate passes the input
+# shape the library publishes, resolved by convbench before the workers start).
+LIBRARY_BUILDS = {"timm": _timm_model, "torchvision": _torchvision_model}
+
+
 def _forward(module, x):
     def run():
         with torch.inference_mode():
@@ -119,9 +138,11 @@ class ModelCase:
         self.name = f"{spec}[b{batch_size}]"
 
     def _build(self):
-        if ":" in self.spec:
-            module_name, _, attr = self.spec.partition(":")
-            return getattr(importlib.import_module(module_name), attr)()
+        prefix, colon, attr = self.spec.partition(":")
+        if prefix in LIBRARY_BUILDS:
+            return LIBRARY_BUILDS[prefix](attr, self._shape())
+        if colon:
+            return getattr(importlib.import_module(prefix), attr)()
         from convbench.zoo.registry import create_model  # a zoo model: this side's convbench
         return create_model(self.spec)
 
@@ -137,7 +158,9 @@ class ModelCase:
     def body(self):
         torch.manual_seed(0)
         device = torch.device(self.device)
-        module = self._build().to(device).eval()
+        with warnings.catch_warnings():  # a library's notices while it builds (torchvision's init_weights) are not ours
+            warnings.simplefilter("ignore")
+            module = self._build().to(device).eval()
         return _forward(module, torch.randn(self.batch_size, *self._shape(), device=device))
 
 

@@ -20,7 +20,7 @@ import copy
 import math
 import warnings
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -75,21 +75,92 @@ _NOT_COMPUTE = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", 
                 "split", "split_with_sizes", "unbind", "contiguous", "lift_fresh", "copy_", "new_empty", "fill_", "zero_"}
 
 
+def _first(out: Any) -> Any:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _numel(value: Any) -> int:
+    value = _first(value)
+    return value.numel() if isinstance(value, torch.Tensor) else 0
+
+
+def _norm(per_element_affine: int, weight_at: int) -> Callable[[tuple, Any], int]:
+    """A normalisation's FLOPs: per input element, one less without its affine weight (fvcore's weights)."""
+    return lambda args, out: _numel(args[0]) * (per_element_affine - (args[weight_at] is None))
+
+
+def _batch_norm(args: tuple, out: Any) -> int:
+    # eval: a scale and a shift per element (2; 1 without affine); training adds the batch statistics (5; 4).
+    training = bool(args[5]) if len(args) > 5 else False
+    return _numel(args[0]) * ((5 if training else 2) - (args[1] is None))
+
+
+def _window(args: tuple, out: Any) -> int:
+    kernel = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
+    return _numel(out) * math.prod(kernel)
+
+
+def _per_output(weight: int) -> Callable[[tuple, Any], int]:
+    return lambda args, out: weight * _numel(out)
+
+
+def _per_input(args: tuple, out: Any) -> int:
+    return _numel(args[0])
+
+
+# FLOPs of the arithmetic MACs leave out (the `other_flops` column; docs/profile.md gives the table). Any op torch
+# tags pointwise counts 1 per output element; these are the others, and the pointwise ops weighted otherwise.
+_OTHER_OPS: dict[str, Callable[[tuple, Any], int]] = {
+    "native_batch_norm": _batch_norm, "_native_batch_norm_legit": lambda a, o: _numel(a[0]) * (5 - (a[1] is None)),
+    "_native_batch_norm_legit_no_training": lambda a, o: _numel(a[0]) * (2 - (a[1] is None)),
+    "native_layer_norm": _norm(5, 2), "native_group_norm": _norm(5, 1),
+    "_softmax": _per_output(5), "_safe_softmax": _per_output(5), "_log_softmax": _per_output(5),
+    "max_pool1d": _window, "max_pool2d": _window, "max_pool2d_with_indices": _window, "max_pool3d_with_indices": _window,
+    "avg_pool1d": _window, "avg_pool2d": _window, "avg_pool3d": _window,
+    "_adaptive_avg_pool2d": _per_input, "_adaptive_avg_pool3d": _per_input, "adaptive_max_pool2d": _per_input,
+    "mean": _per_input, "sum": _per_input, "amax": _per_input, "amin": _per_input, "max": _per_input,
+    "min": _per_input, "linalg_vector_norm": _per_input, "norm": _per_input, "var": _per_input, "std": _per_input,
+    "var_mean": _per_input, "std_mean": _per_input, "logsumexp": _per_input, "cumsum": _per_input,
+    "upsample_nearest1d": _per_output(1), "upsample_nearest2d": _per_output(1), "upsample_nearest3d": _per_output(1),
+    "_upsample_nearest_exact2d": _per_output(1), "upsample_linear1d": _per_output(2),
+    "upsample_bilinear2d": _per_output(4), "_upsample_bilinear2d_aa": _per_output(4),
+    "upsample_bicubic2d": _per_output(16), "upsample_trilinear3d": _per_output(8),
+    "hardswish": _per_output(1), "hardswish_": _per_output(1), "hardsigmoid": _per_output(1),
+    "hardsigmoid_": _per_output(1),
+}
+# A counted op's own extra: the bias a convolution or addmm adds, one per output element.
+_BIAS_AT = {"convolution": 2, "addmm": 0, "baddbmm": 0}
+
+
+def other_flops(func: Any, name: str, args: tuple, out: Any) -> int:
+    """FLOPs of one op that MACs leave out: 0 for ops that only move or allocate."""
+    if name in _BIAS_AT:
+        return _numel(out) if args[_BIAS_AT[name]] is not None else 0
+    handle = _OTHER_OPS.get(name)
+    if handle is not None:
+        return handle(args, out)
+    if name not in _NOT_COMPUTE and torch.Tag.pointwise in func.tags:
+        return _numel(out)
+    return 0
+
+
 class _Tally:
-    """What one counted run saw: MACs and outputs of the counted ops (in total and per enclosing module) and how
-    often each uncounted compute op ran."""
+    """What one counted run saw: MACs and outputs of the counted ops (in total and per enclosing module), the
+    FLOPs MACs leave out, and how often each uncounted compute op ran."""
 
     def __init__(self) -> None:
-        self.macs = self.acts = 0
+        self.macs = self.acts = self.other = 0
         self.stack: list[str] = []
         self.per_module: dict[str, list[int]] = {}
         self.uncounted: Counter = Counter()
         self.counted: Counter = Counter()
 
-    def add(self, name: str, args: tuple, out: Any) -> None:
+    def add(self, func: Any, args: tuple, out: Any) -> None:
+        name = func.overloadpacket.__name__
         if name == "convolution_backward":
             self.macs += _conv_backward_macs(args, out)
             return
+        self.other += other_flops(func, name, args, out)
         handle = _MAC_OPS.get(name)
         if handle is None:
             if name not in _NOT_COMPUTE:
@@ -115,7 +186,7 @@ def _counting(model: nn.Module, by_module: bool = False) -> Iterator[_Tally]:
     class _Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            tally.add(func.overloadpacket.__name__, args, out)
+            tally.add(func, args, out)
             return out
 
     handles = []
@@ -169,7 +240,7 @@ def dispatch_counts(model: nn.Module, input_shape: tuple[int, ...], by_module: b
     finally:
         model.train(was_training)
     batch = input_shape[0]
-    result: dict[str, Any] = {"macs": tally.macs // batch, "acts": tally.acts // batch,
+    result: dict[str, Any] = {"macs": tally.macs // batch, "acts": tally.acts // batch, "other_flops": tally.other // batch,
                               "unsupported_ops": dict(sorted(tally.uncounted.items())),
                               "counted_ops": dict(sorted(tally.counted.items()))}
     if by_module:
@@ -181,7 +252,9 @@ def count(model_on_meta: nn.Module, input_shape: tuple[int, ...], counter: str =
     """MACs, activations and uncounted ops with the chosen counter; fvcore gets zero-filled real weights."""
     if counter == "fvcore":
         result = fvcore_counts(materialize(copy.deepcopy(model_on_meta)), input_shape, by_module=by_module)
-        note = counters_differ(result, dispatch_counts(model_on_meta, input_shape))
+        dispatch = dispatch_counts(model_on_meta, input_shape)
+        result["other_flops"] = dispatch["other_flops"]  # fvcore's handles are for MACs alone: the rest is counted here
+        note = counters_differ(result, dispatch)
         if note:
             result["note"] = note
         return result

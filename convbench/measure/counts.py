@@ -24,7 +24,7 @@ def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispat
         traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)
         counts[ZEROS] = complexity.ZEROS_NOTE.format(why=" ".join(str(exc).split())[:80])
     unsupported = ";".join(f"{op}:{n}" for op, n in traced["unsupported_ops"].items())
-    counts.update(macs=traced["macs"], acts=traced["acts"], unsupported_ops=unsupported)
+    counts.update(macs=traced["macs"], other_flops=traced["other_flops"], acts=traced["acts"], unsupported_ops=unsupported)
     if traced.get("note"):
         counts["note"] = traced["note"]
     if by_layer:

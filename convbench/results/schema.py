@@ -29,6 +29,9 @@ PROFILE_COLUMNS: dict[str, str] = {
     "model": "model name, or package.module:function",
     "family": "architecture family",
     "input_size": "input height = width, pixels",
+    "input_shape": "C x H x W of one input image",
+    "input_from": "where that input came from: the zoo, timm pretrained_cfg, torchvision's default weights, "
+                  "--input-size, a user builder's declaration, or the default (3x224x224)",
     "batch_size": "images per forward",
     "mode": "eager, compile, graphs (CUDA graph replay) or compile+graphs (torch.compile mode=reduce-overhead)",
     "status": "ok; partial (a measure failed, see error); oom or error (not built or timed)",
@@ -37,6 +40,9 @@ PROFILE_COLUMNS: dict[str, str] = {
     "params": "parameters",
     "param_bytes": "bytes of parameters as stored (fp32)",
     "macs": "multiply-accumulates per image, conv + linear/matmul (the run's counter: dispatch or fvcore)",
+    "other_flops": "FLOPs per image MACs leave out: normalisation, activation, pooling, softmax, element-wise "
+                   "arithmetic, at the weights docs/profile.md gives (dispatch counter); 2 x macs + other_flops is "
+                   "the forward's whole arithmetic",
     "acts": "conv + linear output elements per image",
     "unsupported_ops": "compute ops the counter saw but did not count, e.g. batch norm and pooling (op:calls)",
     "counter": "what counted MACs and activations: dispatch (meta device) or fvcore (JIT trace)",

@@ -88,6 +88,14 @@ class ProfileConfig(SweepConfig):
     cpu_memory: bool = True
     counter: str = "dispatch"          # MACs and activations: dispatch (meta device, default) or fvcore
     ceiling: bool = True               # measure (once per machine, cached) the ceiling rows report their share of
+    all_matching: bool = False         # take every model a pattern matches, above convbench.zoo.libraries.PATTERN_LIMIT
+    batch_given: bool = True           # the batch sizes were asked for (a CLI run's --batch-size, or a caller's)
+
+    @property
+    def saved_asked(self) -> bool:
+        """Whether saved bytes are a figure this run asked for: a counts-only run at the default batch did not, so
+        one that cannot be taken there (a batch norm over a 1x1 grid at batch 1) leaves a note, not a partial row."""
+        return self.metrics != "static" or self.batch_given
 
     def check(self) -> None:
         super().check()

@@ -154,7 +154,8 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
         self.cache = CountCache()
 
     def units(self) -> list[ModelSpec]:
-        return resolve_models(self.config.arch, self.config.input_size, self.config.output)
+        return resolve_models(self.config.arch, self.config.input_size, self.config.output,
+                              all_matching=self.config.all_matching, refused=self.refused)
 
     def name(self, spec: ModelSpec) -> str:
         return spec.name
@@ -177,7 +178,8 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
         return [{"model": name, "batch_size": bs, "mode": m} for bs in config.batch_sizes for m in config.row_modes]
 
     def describe(self, spec: ModelSpec, key: sweep.Key) -> dict[str, Any]:
-        return {"model": spec.name, "family": spec.family, "input_size": spec.input_size, **key}
+        return {"model": spec.name, "family": spec.family, "input_size": spec.input_size,
+                "input_shape": "x".join(map(str, spec.input_shape)), "input_from": spec.shape_from, **key}
 
     @property
     def wants_ceiling(self) -> bool:
@@ -185,11 +187,11 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
 
     def _cached(self, spec: ModelSpec, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         # A user's module:function is never cached: its source is not part of the cache's key.
-        if spec.family == "custom" or self.config.by_layer:
+        if spec.cache_name is None or self.config.by_layer:
             return compute()
         shape = spec.input_size if spec.input_shape[0] == 3 and spec.input_shape[1] == spec.input_shape[2] else \
             "x".join(map(str, spec.input_shape))
-        return self.cache.get_or_compute(f"{spec.name}@{shape}:{key}", compute)
+        return self.cache.get_or_compute(f"{spec.cache_name}@{shape}:{key}", compute)
 
     def measure(self, spec: ModelSpec, on_stage: rows.OnStage | None, on_event: sweep.OnEvent) -> Iterator[Row]:
         config = self.config
@@ -214,6 +216,9 @@ class ProfilePlan(sweep.Plan[ModelSpec]):
             saved = Builder({}, on_stage=on_stage, stage_key=bs)
             saved.attempt("saved_bytes", lambda: self._cached(spec, f"saved:{bs}:{config.dtype}:{device}",
                                                               lambda: memory.saved_bytes(spec, bs, config.dtype, config.device)))
+            if not config.saved_asked:
+                saved.excuse("saved_bytes", f"not asked for: a counts-only run at the default batch (--batch-size "
+                                            f"{max(2, bs)} counts them)")
             for mode in config.row_modes:
                 key = {"model": spec.name, "batch_size": bs, "mode": mode}
                 row = Builder({**self.describe(spec, key), **counts}, ("build", "timing"), on_stage, bs)

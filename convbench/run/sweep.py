@@ -46,6 +46,7 @@ class Plan(Generic[Unit]):
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        self.refused: list[str] = []   # what `units` could not resolve, one line each: said, the rest measured
 
     def units(self) -> list[Unit]:
         raise NotImplementedError
@@ -160,6 +161,7 @@ class SweepResult:
     stopped: str | None = None         # why the sweep ended early (a diverged training run)
     restored: bool = False             # --overwrite, ended before a row: the run it was replacing is back
     out: Path | None = None
+    refused: list[str] = field(default_factory=list)  # --arch parts that named no model (the command exits 2)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -220,4 +222,5 @@ def _run(plan: Plan, units: list, claim: folders.Claim | None, on_row: OnRow | N
     finally:
         plan.close()
     result.rows, result.layers, result.interrupted = sink.rows, sink.layers, sink.interrupted
+    result.refused = list(plan.refused)
     return result

@@ -30,7 +30,7 @@ class TrainPlan(sweep.Plan[TrainingRun]):
         self._steps: RowWriter | None = None
 
     def units(self) -> list[TrainingRun]:
-        return sides_for(self.config)
+        return sides_for(self.config, self.refused)
 
     def name(self, side: TrainingRun) -> str:
         return side.run

@@ -67,7 +67,7 @@ def _aux_options(config: TrainConfig, info: Any, overrides: dict[str, Any], labe
     return {"aux_logits": False} if config.aux_weight == 0 else {}
 
 
-def sides_for(config: TrainConfig) -> list[TrainingRun]:
+def sides_for(config: TrainConfig, refused: list[str] | None = None) -> list[TrainingRun]:
     if config.compare:
         out = []
         for label, name, overrides in TRAIN_PAIRS[config.compare]:
@@ -78,8 +78,11 @@ def sides_for(config: TrainConfig) -> list[TrainingRun]:
         return out
     out = []
     zoo = set(list_models())
-    for spec in resolve_models(config.arch, config.input_size, config.output):
-        if spec.name in zoo:
+    for spec in resolve_models(config.arch, config.input_size, config.output, refused=refused):
+        if spec.version is not None:  # timm's and torchvision's constructors take the classes
+            out.append(TrainingRun(spec.name, spec.name, spec.family, spec.input_shape,
+                                   lambda n, spec=spec: _picked(spec.builder(num_classes=n), config)))
+        elif spec.name in zoo:
             info = get_model_info(spec.name)
             options = _aux_options(config, info, {}, spec.name)
             out.append(TrainingRun(spec.name, spec.name, spec.family, spec.input_shape,

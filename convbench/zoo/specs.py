@@ -1,19 +1,24 @@
-"""What `--arch` can name: zoo models (names, patterns, comma lists, 'all') and any importable
-`package.module:function` returning an nn.Module, so users can measure their own networks."""
+"""What `--arch` can name: zoo models (names, patterns, comma lists, 'all'), the installed timm's and torchvision's
+models (`timm:NAME`, `torchvision:PATTERN`, convbench.zoo.libraries) and any importable `package.module:function`
+returning an nn.Module, so users can measure their own networks. Each is taken at its own input size unless
+--input-size overrides it: the zoo's, the library's published one, or the one a user's builder declares."""
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from convbench.errors import RowFailure, UserError, error_text
 from convbench.lists import parse_list
+from convbench.zoo import libraries
 from convbench.zoo.outputs import describe, pick_output
 from convbench.zoo.registry import get_model_info, list_models
 
@@ -28,6 +33,15 @@ class ModelSpec:
     input_shape: Shape
     builder: Callable[[], nn.Module] = field(repr=False)
     output: str | None = None          # --output: the entry of the forward's output to take (convbench.zoo.outputs)
+    shape_from: str = "zoo"            # where input_shape came from, said on every row
+    version: str | None = None         # a library model's library version: part of what its cached counts are keyed by
+
+    @property
+    def cache_name(self) -> str | None:
+        """What a cached count of this model is keyed by; None for a user's builder, whose source is not known."""
+        if self.family == "custom":
+            return None
+        return f"{self.name}=={self.version}" if self.version else self.name
 
     @property
     def input_size(self) -> int:
@@ -103,21 +117,121 @@ def input_shape(size: int | Shape | None, default: int | Shape) -> Shape:
     return (3, chosen, chosen) if isinstance(chosen, int) else tuple(chosen)
 
 
-def resolve_models(arch: str, input_size: int | Shape | None = None, output: str | None = None) -> list[ModelSpec]:
-    """Expand --arch into model specs, in the order given, without building anything. `input_size` overrides every
-    model's input: a square size, or a C, H, W shape; `output` picks the entry of a forward's output to take."""
-    specs: list[ModelSpec] = []
-    zoo_parts = []
-    for part in parse_list(arch, "--arch"):
-        if ":" in part:
-            specs.append(ModelSpec(part, "custom", input_shape(input_size, 224), _import_builder(part), output))
+DEFAULT_SHAPE: Shape = (3, 224, 224)
+UNDECLARED = "default: its builder declares no input size"
+
+
+def _as_shape(value: Any) -> Shape | None:
+    """A declared input size: an int (square, 3 channels) or a (C, H, W) sequence of positive ints; else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return (3, value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                    and v > 0 for v in value):
+        return tuple(value)
+    return None
+
+
+def declared_shape(builder: Callable[[], nn.Module]) -> tuple[Shape, str]:
+    """The input a user's builder declares (docs/profile.md): the function's own `input_size` attribute, else the
+    built model's `input_size`, or its timm-style `pretrained_cfg` / `default_cfg` "input_size" (a builder that
+    returns a timm model declares it so). Read from a meta-device build; a builder that cannot be built here fails
+    in its row instead, at the default size."""
+    own = _as_shape(getattr(builder, "input_size", None))
+    if own is not None:
+        return own, "its builder's input_size"
+    from convbench.zoo.meta import build_on_meta
+    try:
+        with build_on_meta(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = builder()
+    except (Exception, SystemExit):
+        return DEFAULT_SHAPE, UNDECLARED
+    found = _as_shape(getattr(module, "input_size", None))
+    if found is not None:
+        return found, "its model's input_size"
+    for attribute in ("pretrained_cfg", "default_cfg"):
+        config = getattr(module, attribute, None)
+        found = _as_shape(tuple(config["input_size"]) if isinstance(config, dict) and isinstance(
+            config.get("input_size"), (tuple, list)) else None)
+        if found is not None:
+            return found, f"its model's {attribute}"
+    return DEFAULT_SHAPE, UNDECLARED
+
+
+def _needs_arguments(builder: Callable[..., Any]) -> list[str]:
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                          p.KEYWORD_ONLY)]
+
+
+def _custom(part: str, input_size: int | Shape | None, output: str | None) -> ModelSpec:
+    builder = _import_builder(part)
+    missing = _needs_arguments(builder)
+    if missing:
+        raise UserError(f"--arch {part} needs arguments ({', '.join(missing)}): --arch calls it with none; name a "
+                        f"function that builds the model you mean (def build_it(): return {part.partition(':')[2]}(...))")
+    if input_size is not None:
+        return ModelSpec(part, "custom", input_shape(input_size, 224), builder, output, "--input-size")
+    shape, source = declared_shape(builder)
+    return ModelSpec(part, "custom", shape, builder, output, source)
+
+
+def _zoo(part: str, input_size: int | Shape | None, output: str | None, all_matching: bool) -> list[ModelSpec]:
+    names = list_models(part)
+    _check_count(part, len(names), all_matching)
+    specs = []
+    for name in names:
+        info = get_model_info(name)
+        specs.append(ModelSpec(name, info.family, input_shape(input_size, info.input_size), info.build, output,
+                               "--input-size" if input_size is not None else "zoo"))
+    return specs
+
+
+def _check_count(part: str, found: int, all_matching: bool) -> None:
+    if found > libraries.PATTERN_LIMIT and not all_matching and part.strip() not in ("all", "*"):
+        raise UserError(f"--arch {part} matches {found} models (more than {libraries.PATTERN_LIMIT}): narrow it, or "
+                        "pass --all-matching to take them all")
+
+
+def _library(part: str, input_size: int | Shape | None, output: str | None, all_matching: bool) -> list[ModelSpec]:
+    specs = []
+    for found in libraries.resolve(part, all_matching, sized=input_size is None):
+        if input_size is not None:
+            shape, source = input_shape(input_size, 224), "--input-size"
         else:
-            zoo_parts.append(part)
-            for name in list_models(part):
-                info = get_model_info(name)
-                spec = ModelSpec(name, info.family, input_shape(input_size, info.input_size), info.build, output)
-                if spec.name not in {s.name for s in specs}:
-                    specs.append(spec)
+            shape, source = found.input_shape, found.shape_from
+        specs.append(ModelSpec(found.name, found.family, shape, found.builder, output, source, found.version))
+    return specs
+
+
+def resolve_models(arch: str, input_size: int | Shape | None = None, output: str | None = None, *,
+                   all_matching: bool = False, refused: list[str] | None = None) -> list[ModelSpec]:
+    """Expand --arch into model specs, in the order given, without building anything. `input_size` overrides every
+    model's input: a square size, or a C, H, W shape; `output` picks the entry of a forward's output to take.
+
+    A part that cannot be resolved (an unknown name, a pattern matching nothing, a missing library) is a UserError;
+    given a `refused` list, a sweep's caller collects those lines there instead and measures the other models
+    (UserError still when none is left)."""
+    specs: list[ModelSpec] = []
+    for part in parse_list(arch, "--arch"):
+        try:
+            if libraries.library_of(part):
+                found = _library(part, input_size, output, all_matching)
+            elif ":" in part:
+                found = [_custom(part, input_size, output)]
+            else:
+                found = _zoo(part, input_size, output, all_matching)
+        except UserError as exc:
+            if refused is None:
+                raise
+            refused.append(str(exc))
+            continue
+        specs.extend(s for s in found if s.name not in {have.name for have in specs})
     if not specs:
+        if refused:
+            raise UserError("\n".join(refused))
         raise UserError("--arch names no model; `convbench list` shows the zoo")
     return specs
