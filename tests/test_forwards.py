@@ -38,9 +38,13 @@ def test_strict_fails_a_sweep_with_a_partial_row(capsys, tmp_path, user_nets):
     assert run(capsys, *argv, str(tmp_path / "a"))[0] == 0
     rows = run_profile(ProfileConfig(arch="inception_v3", metrics="static", batch_sizes=(1,))).rows
     assert rows[0]["status"] == "partial"  # saved bytes cannot exist at batch 1: a fact, exit 0 without --strict
-    code, out, err = run(capsys, "profile", "--arch", "inception_v3", "--metrics", "static", "--strict", "--out",
-                         str(tmp_path / "b"))
+    code, out, err = run(capsys, "profile", "--arch", "inception_v3", "--metrics", "static", "--batch-size", "1",
+                         "--strict", "--out", str(tmp_path / "b"))
     assert code == 1
+    # at the default batch a counts-only run did not ask for saved bytes: its row is ok, --strict or not
+    code, out, err = run(capsys, "profile", "--arch", "inception_v3", "--metrics", "static", "--strict", "--out",
+                         str(tmp_path / "c"))
+    assert code == 0
 
 
 # 4. Forwards that return a tuple or a dict.

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from convbench.zoo.meta import build_on_meta, fast_batch_norm
+from convbench.zoo.meta import build_on_meta, data_dependent, fast_batch_norm  # noqa: F401  (data_dependent: the counters')
 from convbench.zoo.outputs import auxiliary, logits_of
 from convbench.zoo.registry import get_model_info
 
@@ -209,18 +209,6 @@ def _counting(model: nn.Module, by_module: bool = False) -> Iterator[_Tally]:
 def device_of(model: nn.Module, default: str = "cpu") -> torch.device:
     """Where a model's tensors live; `default` for one that holds none (a pooling or normalisation block)."""
     return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device(default))
-
-
-# How torch says that an op needs the values of a tensor that has only a shape (a forward that branches on its data).
-_NEEDS_DATA = ("item() cannot be called on meta", "cannot copy out of meta tensor", "data-independent implementation",
-               "data-dependent")
-
-
-def data_dependent(exc: BaseException) -> bool:
-    """Whether `exc` is a forward reading its own values (`if h.mean() > 0.1:`, .item(), nonzero) on the meta
-    device, where tensors have shapes but no values: such a forward is counted on zero-filled real tensors."""
-    text = str(exc).lower()
-    return any(words in text for words in _NEEDS_DATA)
 
 
 ZEROS_NOTE = ("counted on zero-filled weights and input on the CPU: the forward branches on its own values ({why}), "

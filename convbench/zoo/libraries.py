@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import functools
 import importlib
 import warnings
 from dataclasses import dataclass
@@ -74,8 +73,7 @@ class Library:
 
     @property
     def version(self) -> str:
-        from importlib.metadata import version
-        return version(self.name)
+        return str(getattr(self.module(), "__version__", "unknown"))
 
     def names(self) -> list[str]:
         raise NotImplementedError
@@ -83,9 +81,11 @@ class Library:
     def known(self, name: str) -> bool:
         return name in self._name_set()
 
-    @functools.lru_cache(maxsize=1)
     def _name_set(self) -> frozenset[str]:
-        return frozenset(self.names())
+        module = self.module()  # the names of this import of the library (a test may put another in its place)
+        if getattr(self, "_names_of", None) is not module:
+            self._names_of, self._names = module, frozenset(self.names())
+        return self._names
 
     def matching(self, wanted: str, all_matching: bool) -> list[str]:
         if not any(c in wanted for c in "*?["):

@@ -7,13 +7,19 @@ Two things made the meta device slow, both measured on the 2-core CI machine ove
 - batch norm: aten::native_batch_norm has no C++ meta kernel, and its Python decomposition took about half of a
   cold static sweep. Its outputs' shapes and dtypes are simple, so a kernel that only allocates them (registered
   for the Meta key, for the length of a `with` block) gives the same saved bytes, exactly, 7x faster.
-Neither changes a count: the baseline gate holds params, MACs, activations and saved bytes of every zoo model."""
+Neither changes a count: the baseline gate holds params, MACs, activations and saved bytes of every zoo model.
+
+Some builders compute with tensors while they build (torchvision's RegNets derive their widths with torch.arange,
+log and round, then read the values): on meta those tensors have no values. Such a model is built again with
+real factories and each weight sent to meta as it is registered (`weights_on_meta`), one layer's weights at a
+time, initialisers still skipped."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
@@ -41,6 +47,51 @@ class _BuildOnMeta(TorchFunctionMode):
 def build_on_meta() -> contextlib.AbstractContextManager:
     """Factories make meta tensors; in-place initialisation of them does nothing (there are no values)."""
     return _BuildOnMeta()
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in _INIT_OPS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def weights_on_meta() -> Iterator[None]:
+    """Real factories (a builder may read the values it computes), every parameter and buffer moved to meta as a
+    module registers it, and their initialisation skipped there."""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module: nn.Module, name: str, param: Any) -> None:
+        if isinstance(param, nn.Parameter) and not param.is_meta:
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
+        if isinstance(tensor, torch.Tensor) and not tensor.is_meta:
+            tensor = tensor.to("meta")
+        register_buffer(module, name, tensor, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
+    try:
+        with _SkipMetaInit():
+            yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+
+
+# How torch says that an op needs the values of a tensor that has only a shape (a forward that branches on its data).
+_NEEDS_DATA = ("item() cannot be called on meta", "cannot copy out of meta tensor", "data-independent implementation",
+               "data-dependent")
+
+
+def data_dependent(exc: BaseException) -> bool:
+    """Whether `exc` is a forward reading its own values (`if h.mean() > 0.1:`, .item(), nonzero) on the meta
+    device, where tensors have shapes but no values: such a forward is counted on zero-filled real tensors."""
+    text = str(exc).lower()
+    return any(words in text for words in _NEEDS_DATA)
+
+
 
 
 def _native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps):

@@ -9,7 +9,6 @@ import importlib
 import inspect
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,11 +29,24 @@ Shape = tuple[int, int, int]  # C, H, W of one input image
 class ModelSpec:
     name: str
     family: str
-    input_shape: Shape
+    given_shape: Shape | None          # None: a user's builder that may declare its own (read at its first build)
     builder: Callable[[], nn.Module] = field(repr=False)
     output: str | None = None          # --output: the entry of the forward's output to take (convbench.zoo.outputs)
-    shape_from: str = "zoo"            # where input_shape came from, said on every row
+    given_from: str = "zoo"            # where given_shape came from
     version: str | None = None         # a library model's library version: part of what its cached counts are keyed by
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.given_shape or self._declared()[0]
+
+    @property
+    def shape_from(self) -> str:
+        """Where input_shape came from, said on every row."""
+        return self.given_from if self.given_shape else self._declared()[1]
+
+    def _declared(self) -> tuple[Shape, str]:
+        # Read from the meta build the counters share, when the sweep first needs it: never while --arch is resolved
+        return declared_shape(self)
 
     @property
     def cache_name(self) -> str | None:
@@ -58,8 +70,14 @@ class ModelSpec:
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         if torch.device(device).type == "meta":
-            from convbench.zoo.meta import build_on_meta
-            with build_on_meta():
+            from convbench.zoo.meta import build_on_meta, data_dependent, weights_on_meta
+            try:
+                with build_on_meta():
+                    return self._call_builder()
+            except BuildError as exc:
+                if not data_dependent(exc.__cause__ or exc):
+                    raise
+            with weights_on_meta():  # a builder that reads the values of what it computes while it builds
                 return self._call_builder()
         with torch.device(device):
             return self._call_builder()
@@ -131,19 +149,12 @@ def _as_shape(value: Any) -> Shape | None:
     return None
 
 
-def declared_shape(builder: Callable[[], nn.Module]) -> tuple[Shape, str]:
-    """The input a user's builder declares (docs/profile.md): the function's own `input_size` attribute, else the
-    built model's `input_size`, or its timm-style `pretrained_cfg` / `default_cfg` "input_size" (a builder that
-    returns a timm model declares it so). Read from a meta-device build; a builder that cannot be built here fails
-    in its row instead, at the default size."""
-    own = _as_shape(getattr(builder, "input_size", None))
-    if own is not None:
-        return own, "its builder's input_size"
-    from convbench.zoo.meta import build_on_meta
+def declared_shape(spec: ModelSpec) -> tuple[Shape, str]:
+    """The input a user's builder declares (docs/profile.md): the built model's `input_size`, or its timm-style
+    `pretrained_cfg` / `default_cfg` "input_size" (a builder that returns a timm model declares it so). Read from the
+    meta-device build the counters share; a builder that cannot be built fails in its rows, at the default size."""
     try:
-        with build_on_meta(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = builder()
+        module = _shared_meta_build(spec)
     except (Exception, SystemExit):
         return DEFAULT_SHAPE, UNDECLARED
     found = _as_shape(getattr(module, "input_size", None))
@@ -151,8 +162,8 @@ def declared_shape(builder: Callable[[], nn.Module]) -> tuple[Shape, str]:
         return found, "its model's input_size"
     for attribute in ("pretrained_cfg", "default_cfg"):
         config = getattr(module, attribute, None)
-        found = _as_shape(tuple(config["input_size"]) if isinstance(config, dict) and isinstance(
-            config.get("input_size"), (tuple, list)) else None)
+        size = config.get("input_size") if isinstance(config, dict) else None
+        found = _as_shape(tuple(size) if isinstance(size, (tuple, list)) else None)
         if found is not None:
             return found, f"its model's {attribute}"
     return DEFAULT_SHAPE, UNDECLARED
@@ -175,8 +186,8 @@ def _custom(part: str, input_size: int | Shape | None, output: str | None) -> Mo
                         f"function that builds the model you mean (def build_it(): return {part.partition(':')[2]}(...))")
     if input_size is not None:
         return ModelSpec(part, "custom", input_shape(input_size, 224), builder, output, "--input-size")
-    shape, source = declared_shape(builder)
-    return ModelSpec(part, "custom", shape, builder, output, source)
+    own = _as_shape(getattr(builder, "input_size", None))  # declared on the function: read without building
+    return ModelSpec(part, "custom", own, builder, output, "its builder's input_size")
 
 
 def _zoo(part: str, input_size: int | Shape | None, output: str | None, all_matching: bool) -> list[ModelSpec]:

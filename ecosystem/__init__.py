@@ -1,0 +1,1 @@
+"""convbench against the installed timm and torchvision (a job of its own: .ci/run)."""
