@@ -132,16 +132,37 @@ _OTHER_OPS: dict[str, Callable[[tuple, Any], int]] = {
 _BIAS_AT = {"convolution": 2, "addmm": 0, "baddbmm": 0}
 
 
+def _bias(at: int) -> Callable[[tuple, Any], int]:
+    return lambda args, out: _numel(out) if args[at] is not None else 0
+
+
+def _other_handle(func: Any, name: str) -> Callable[[tuple, Any], int] | None:
+    """How an op's FLOPs beside MACs are counted; None for ops that only move or allocate."""
+    if name in _BIAS_AT:
+        return _bias(_BIAS_AT[name])
+    if name in _OTHER_OPS:
+        return _OTHER_OPS[name]
+    if name not in _NOT_COMPUTE and torch.Tag.pointwise in func.tags:
+        return _per_output(1)
+    return None
+
+
+# What each op (an OpOverload) is, worked out once per process: its name and its FLOPs beside MACs.
+_OP_PLANS: dict[Any, tuple[str, Callable[[tuple, Any], int] | None]] = {}
+
+
+def _plan(func: Any) -> tuple[str, Callable[[tuple, Any], int] | None]:
+    plan = _OP_PLANS.get(func)
+    if plan is None:
+        name = func.overloadpacket.__name__
+        plan = _OP_PLANS[func] = (name, _other_handle(func, name))
+    return plan
+
+
 def other_flops(func: Any, name: str, args: tuple, out: Any) -> int:
     """FLOPs of one op that MACs leave out: 0 for ops that only move or allocate."""
-    if name in _BIAS_AT:
-        return _numel(out) if args[_BIAS_AT[name]] is not None else 0
-    handle = _OTHER_OPS.get(name)
-    if handle is not None:
-        return handle(args, out)
-    if name not in _NOT_COMPUTE and torch.Tag.pointwise in func.tags:
-        return _numel(out)
-    return 0
+    handle = _other_handle(func, name)
+    return handle(args, out) if handle is not None else 0
 
 
 class _Tally:
@@ -156,11 +177,12 @@ class _Tally:
         self.counted: Counter = Counter()
 
     def add(self, func: Any, args: tuple, out: Any) -> None:
-        name = func.overloadpacket.__name__
+        name, other = _plan(func)
         if name == "convolution_backward":
             self.macs += _conv_backward_macs(args, out)
             return
-        self.other += other_flops(func, name, args, out)
+        if other is not None:
+            self.other += other(args, out)
         handle = _MAC_OPS.get(name)
         if handle is None:
             if name not in _NOT_COMPUTE:

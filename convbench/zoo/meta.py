@@ -31,14 +31,24 @@ _INIT_OPS = {"normal_", "uniform_", "fill_", "zero_", "kaiming_normal_", "kaimin
 _FACTORIES = _device_constructors()
 
 
+def _meta_init_target(func, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The meta tensor an initialiser would fill, else None. torch.nn.init's functions reach a mode with the tensor
+    as a keyword (`normal_(tensor=w, std=...)`), a Tensor method with it first."""
+    if getattr(func, "__name__", "") not in _INIT_OPS:
+        return None
+    target = args[0] if args else kwargs.get("tensor")
+    return target if isinstance(target, torch.Tensor) and target.is_meta else None
+
+
 class _BuildOnMeta(TorchFunctionMode):
     """torch.device("meta") and no initialisation in one mode: every torch call while a model is built passes
     through the active modes in Python, so one mode instead of two is measurably cheaper."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in _INIT_OPS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            return args[0]
         kwargs = kwargs or {}
+        target = _meta_init_target(func, args, kwargs)
+        if target is not None:
+            return target
         if func in _FACTORIES and kwargs.get("device") is None:
             kwargs["device"] = "meta"
         return func(*args, **kwargs)
@@ -51,9 +61,9 @@ def build_on_meta() -> contextlib.AbstractContextManager:
 
 class _SkipMetaInit(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in _INIT_OPS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        target = _meta_init_target(func, args, kwargs)
+        return target if target is not None else func(*args, **kwargs)
 
 
 @contextlib.contextmanager
