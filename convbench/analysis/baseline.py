@@ -25,12 +25,12 @@ ABOUT = (f"exact counts per model; saved bytes at batch {SAVED_BATCH}, fp32. Acc
 
 
 def compute_static(pattern: str = "all", input_size: int | Shape | None = None,
-                   output: str | None = None) -> dict[str, dict[str, Any]]:
+                   output: str | None = None, all_matching: bool = False) -> dict[str, dict[str, Any]]:
     """Counted fresh every time (no cache): a gate must not check a cache against itself. A model that cannot be
     built or counted is said as a sweep's row says it (its builder raised, returned no module, called sys.exit, a
     forward convbench cannot take), every such model in one line, with nothing written."""
     result, failed = {}, []
-    for spec in resolve_models(pattern, input_size, output):
+    for spec in resolve_models(pattern, input_size, output, all_matching=all_matching):
         try:
             counts = model_counts(spec)
             saved = saved_bytes(spec, SAVED_BATCH)

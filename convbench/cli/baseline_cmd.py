@@ -20,8 +20,10 @@ def baseline_command(
                                                            "keeping every other model's entry.")] = False,
     file: Annotated[Optional[Path], typer.Option("--file", help="Baseline JSON (default: [tool.convbench] baseline, "
                                                                 f"else {baseline.DEFAULT_FILE}).")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Zoo names, patterns or package.module:function "
-                                                                     "(default: [tool.convbench] arch, else every zoo model).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Zoo names, patterns, timm:NAME, torchvision:NAME or "
+                                                                     "package.module:function (default: [tool.convbench] "
+                                                                     "arch, else every zoo model).")] = None,
+    all_matching: options.AllMatching = False,
     input_size: options.InputSize = None,
     input_shape: options.InputShape = None,
     output: options.Output = None,
@@ -30,9 +32,9 @@ def baseline_command(
     path = Path(setting("baseline", str(file) if file else None, str(baseline.DEFAULT_FILE)))
     chosen = setting("arch", arch, "all")
     shape = parse_input(input_size, setting("input-shape", input_shape))
-    resolve_models(chosen, shape)  # what to count, checked before the file is read or anything counted
+    resolve_models(chosen, shape, all_matching=all_matching)  # checked before the file is read or anything counted
     existing = baseline.load(path) if path.exists() or not update else {}  # a file that is not a baseline: refused, kept
-    current = baseline.compute_static(chosen, shape, setting("output", output))
+    current = baseline.compute_static(chosen, shape, setting("output", output), all_matching=all_matching)
     if update:
         written, kept = baseline.update(current, path)
         console.print(f"baseline: {plural(written, 'model')} written to {path}"

@@ -16,7 +16,8 @@ from convbench.run.config import parse_input, parse_int_list, parse_list, parse_
 @app.command("gate")
 def gate_command(
     arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Models to gate: package.module:function (each side "
-                                                                     "imports it from its own tree) or zoo names, a comma list "
+                                                                     "imports it from its own tree), zoo names or timm:NAME / "
+                                                                     "torchvision:NAME, a comma list "
                                                                      "(default: [tool.convbench] arch, else convbench's suites).")] = None,
     batch_size: Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Comma list of batch sizes for --arch.")] = None,
     input_size: options.InputSize = None,
