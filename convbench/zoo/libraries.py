@@ -52,12 +52,6 @@ def resolve(part: str, all_matching: bool = False, sized: bool = True) -> list[R
     return [library.resolved(name, sized) for name in library.matching(wanted, all_matching)]
 
 
-def list_names(part: str, all_matching: bool = False) -> list[str]:
-    """The `timm:NAME` names a part expands to, without building anything."""
-    library = LIBRARIES[library_of(part)]
-    return [f"{library.name}:{n}" for n in library.matching(part.partition(":")[2].strip() or "*", all_matching)]
-
-
 class Library:
     name = ""
     extra = ""
