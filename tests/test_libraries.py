@@ -82,6 +82,14 @@ def test_bad_names_are_one_line_each_and_the_other_models_are_measured(capsys, t
     assert code == 2 and len(err.splitlines()) == 2 and not (tmp_path / "none" / "profile.csv").exists()
 
 
+def test_the_library_call_refuses_a_bad_name_before_measuring(fake_timm, tmp_path):
+    import convbench
+    from convbench.errors import UserError
+    with pytest.raises(UserError, match="unknown timm model 'tiny_aa'"):
+        convbench.profile("timm:tiny_a,timm:tiny_aa", metrics="static", out=tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
 def test_all_matching_takes_a_wide_pattern(capsys, fake_timm):
     assert len(resolve_models("timm:many_*", all_matching=True)) == 120
     code, out, err = run(capsys, "list", "timm:many_00*", "--json")

@@ -52,7 +52,7 @@ def exit_code(frame: pd.DataFrame, strict: bool = False) -> int:
 
 
 def say_refused(line: str) -> None:
-    """One refused --arch part on stderr, as bad input is said (convbench.entry)."""
+    """One refused --arch part on stderr, as bad input is said (convbench.cli.main)."""
     import sys
     sys.stderr.write(f"error: {' '.join(line.split())}\n")
 

@@ -289,6 +289,8 @@ def profile(arch: str = "all", device: str = "cpu", batch_sizes=(1,), dtype: str
     iters, min_time, input_size, formats, by_layer, cpu_memory, ..."""
     config = ProfileConfig(arch=arch, device=device, batch_sizes=tuple(batch_sizes), dtype=dtype, metrics=metrics,
                            out=Path(out) if out is not None else None, **options)
+    # A caller gets no closing lines: a name that resolves to no model is an error here, before anything is measured
+    resolve_models(config.arch, config.input_size, config.output, all_matching=config.all_matching)
     return run_profile(config).frame
 
 

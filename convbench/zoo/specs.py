@@ -37,13 +37,14 @@ class ModelSpec:
 
     @property
     def input_shape(self) -> Shape:
-        return self.given_shape or self._declared()[0]
+        return self.given_shape or self._declared[0]
 
     @property
     def shape_from(self) -> str:
         """Where input_shape came from, said on every row."""
-        return self.given_from if self.given_shape else self._declared()[1]
+        return self.given_from if self.given_shape else self._declared[1]
 
+    @functools.cached_property
     def _declared(self) -> tuple[Shape, str]:
         # Read from the meta build the counters share, when the sweep first needs it: never while --arch is resolved
         return declared_shape(self)
