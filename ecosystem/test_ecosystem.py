@@ -80,6 +80,21 @@ def test_a_timm_network_counts_as_the_library_and_flop_counter_mode_do(name):
     assert 0 < ours["other_flops"] < ours["macs"]
 
 
+def test_flop_counter_mode_misses_fused_attention_which_convbench_counts():
+    """With timm's fused attention on (as it ships), the CPU's scaled_dot_product_attention kernel is an op
+    FlopCounterMode has no formula for: it misses exactly the attention's two matmuls per head, which convbench
+    counts either way (on the meta device the op decomposes into them)."""
+    timm.layers.set_fused_attn(True)
+    try:
+        theirs = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+        shape, ours = _convbench("timm:vit_tiny_patch16_224")
+        tokens, width, depth = 197, 192, 12
+        attention = depth * 2 * tokens * tokens * width   # QK^T and AV over all heads, per block
+        assert ours["macs"] - _flop_counter_macs(theirs, shape) == attention == 178_831_872
+    finally:
+        timm.layers.set_fused_attn(False)
+
+
 def test_every_torchvision_classification_model_lists_with_torchvision_s_published_figures(capsys):
     """`convbench list torchvision:*` against the weights' own metadata: parameters exactly, GMACs as torchvision
     rounds them (its tables' `_ops`), each at its default weights' crop size."""
