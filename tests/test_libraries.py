@@ -123,6 +123,17 @@ def test_a_missing_library_or_one_without_pretrained_cfg_is_one_line(capsys, tmp
     assert code == 0 and err == ""
 
 
+def test_a_torchvision_without_its_model_registry_is_one_line(capsys, tmp_path, monkeypatch):
+    old = types.ModuleType("torchvision")
+    old.__version__ = "0.12.0"
+    old.models = SimpleNamespace(resnet18=lambda **kw: _net())
+    monkeypatch.setitem(sys.modules, "torchvision", old)
+    code, out, err = run(capsys, "profile", "--arch", "torchvision:resnet18", "--metrics", "static", "--out",
+                         str(tmp_path / "o"))
+    assert code == 2 and err == ("error: torchvision 0.12.0 cannot list or build its models by name (0.15 and newer "
+                                 "can): upgrade it, or name the model as package.module:function\n")
+
+
 def test_train_builds_a_library_model_for_its_classes(capsys, tmp_path, fake_timm):
     code, out, err = run(capsys, "train", "--arch", "timm:tiny_b", "--steps", "2", "--batch-size", "2", "--input-size",
                          "16", "--out", str(tmp_path / "t"))

@@ -165,7 +165,11 @@ class Torchvision(Library):
     name, extra = "torchvision", "torchvision"
 
     def _models(self) -> Any:
-        return self.module().models  # torchvision's __init__ imports its models
+        models = self.module().models  # torchvision's __init__ imports its models
+        if not all(hasattr(models, f) for f in ("list_models", "get_model", "get_model_weights", "get_model_builder")):
+            raise UserError(f"torchvision {self.version} cannot list or build its models by name (0.15 and newer "
+                            "can): upgrade it, or name the model as package.module:function")
+        return models
 
     def names(self) -> list[str]:
         models = self._models()
