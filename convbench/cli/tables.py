@@ -73,7 +73,7 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
     if show_mode:
         columns.append(Column("mode", 0, "left", [str(r.get("mode") or "") for r in rows]))
     if "input_shape" in df and df["input_shape"].nunique() > 1:  # a sweep that mixes input sizes shows each
-        columns.append(Column("input", 1, cells=[_input_cell(r) for r in rows]))
+        columns.append(Column("input", 3 if timed else 1, cells=[_input_cell(r) for r in rows]))
     columns += [Column("params", 2 if timed else 0, cells=[si(r.get("params")) for r in rows]),
                 Column("MACs/img", 1 if timed else 0, cells=[si(r.get("macs")) for r in rows])]
     if "instructions" in df and df["instructions"].notna().any():
