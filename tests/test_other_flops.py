@@ -46,8 +46,7 @@ def test_batch_shares_are_per_image_and_training_batch_norm_counts_its_statistic
     assert _counted(build, (3, 4, 5, 5))["other_flops"] == 2 * 4 * 5 * 5
     from convbench.measure.complexity import other_flops
     x = torch.zeros(2, 4, 5, 5, device="meta")
-    training = other_flops(torch.ops.aten.native_batch_norm.default, "native_batch_norm",
-                           (x, None, None, None, None, True, 0.1, 1e-5), x)
+    training = other_flops(torch.ops.aten.native_batch_norm.default, (x, None, None, None, None, True, 0.1, 1e-5), x)
     assert training == 4 * x.numel()  # 5 per element with affine weights, 4 without
 
 

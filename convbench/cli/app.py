@@ -23,6 +23,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def error_line(message: str) -> None:
+    """One line on stderr, as every user mistake is said. Plain write: a console would wrap a long message at the
+    terminal width."""
+    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.flush()
+
+
 def terminal_width() -> int:
     """$COLUMNS when set, else the terminal's width; piped or logged output (no terminal to fit) gets 120."""
     columns = os.environ.get("COLUMNS", "")

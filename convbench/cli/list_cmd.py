@@ -8,6 +8,7 @@ import typer
 from convbench.cli import options
 from convbench.cli.app import app, console
 from convbench.cli.fit import Column, left_out_line, plural, say, table
+from convbench.cli.tables import input_cell
 from convbench.measure.zoo_table import zoo_table
 
 
@@ -46,8 +47,7 @@ def print_library(rows: list[dict]) -> None:
         return text if value is not None else "-"
     columns = [Column("model", 0, "left", [r["name"] for r in rows]),
                Column("family", 3, "left", [r["family"] for r in rows]),
-               Column("input", 1, cells=[str(r["input_size"]) if r["input_shape"].startswith("3x") else r["input_shape"]
-                                         for r in rows]),
+               Column("input", 1, cells=[input_cell(r["input_shape"]) for r in rows]),
                Column("params", 0, cells=[cell(r["params"], f"{r['params'] or 0:,}") for r in rows]),
                Column("GMACs", 0, cells=[cell(r["macs"], f"{(r['macs'] or 0) / 1e9:.3f}") for r in rows])]
     t, left_out = table(f"{plural(len(rows), 'model')}, each at its own input size", columns, console.width)

@@ -8,7 +8,7 @@ import typer
 
 from convbench.cli import (baseline_cmd, ceiling_cmd, compare_cmd, diff_cmd, gate_cmd, list_cmd, merge_cmd, profile_cmd,  # noqa: F401
                            report_cmd, selfcheck_cmd, train_cmd)  # each registers its command
-from convbench.cli.app import app, console, terminal_width
+from convbench.cli.app import app, console, error_line, terminal_width
 from convbench import interrupts
 from convbench.errors import UserError, UserInterrupt
 
@@ -26,12 +26,6 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(types)
-
-
-def _one_line(message: str) -> None:
-    # Plain write: a console would wrap a long message at the terminal width.
-    sys.stderr.write(" ".join(message.split()) + "\n")
-    sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -54,25 +48,25 @@ def _run(argv: Sequence[str] | None) -> None:
     try:
         code = app(args=args, prog_name="convbench", standalone_mode=False)
     except UserInterrupt as exc:
-        _one_line(str(exc))
+        error_line(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
         for line in str(exc).split("\n"):  # several refused --arch parts: one line each
-            _one_line(f"error: {line}")
+            error_line(f"error: {line}")
         sys.exit(exc.exit_code)
     except _usage_error_types() as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `convbench`: the help is the answer
             console.print(exc.format_message(), markup=False, highlight=False)
             sys.exit(0)
         message = " ".join(exc.format_message().split())
-        _one_line(f"error: {message} (see --help)")
+        error_line(f"error: {message} (see --help)")
         sys.exit(getattr(exc, "exit_code", 2))
     except (typer.Abort, KeyboardInterrupt) as exc:
-        _one_line("interrupted")
+        error_line("interrupted")
         sys.exit(128 + getattr(exc, "signal_number", 2))
     number = interrupts.received()
     if number is not None:  # Typer turns an interrupt it sees into a silent exit 130: said here, with its own code
         command = next((a for a in args if not a.startswith("-")), "")
-        _one_line(f"interrupted: convbench {command} stopped before it finished; no file it writes is left half-written")
+        error_line(f"interrupted: convbench {command} stopped before it finished; no file it writes is left half-written")
         sys.exit(128 + number)
     sys.exit(code if isinstance(code, int) else 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from convbench.analysis.merge import merge
-from convbench.cli.app import console
+from convbench.cli.app import console, error_line
 from convbench.cli.fit import kept
 from convbench.cli.report_cmd import print_report
 from convbench.cli.tables import busy_warning, closing_line
@@ -49,12 +49,6 @@ def exit_code(frame: pd.DataFrame, strict: bool = False) -> int:
     if statuses & set(rows.FAILED) or (strict and statuses - {rows.OK}):
         return 1
     return 0
-
-
-def say_refused(line: str) -> None:
-    """One refused --arch part on stderr, as bad input is said (convbench.cli.main)."""
-    import sys
-    sys.stderr.write(f"error: {' '.join(line.split())}\n")
 
 
 def interrupted(count: int, path: str, signal_number: int = 2) -> UserInterrupt:
@@ -93,7 +87,7 @@ class Screen:
         where = f"{folder}/{self.stem}.csv"
         show(frame, where, self.print_table, self.busy_label, bool(stopped))
         for line in refused or ():
-            say_refused(line)
+            error_line(f"error: {line}")
         if stopped and restored:
             raise UserInterrupt(f"interrupted before a row was finished: {folder} holds the run --overwrite was to "
                                 "replace, as it was", stopped)

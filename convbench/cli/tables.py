@@ -73,7 +73,7 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
     if show_mode:
         columns.append(Column("mode", 0, "left", [str(r.get("mode") or "") for r in rows]))
     if "input_shape" in df and df["input_shape"].nunique() > 1:  # a sweep that mixes input sizes shows each
-        columns.append(Column("input", 3 if timed else 1, cells=[_input_cell(r) for r in rows]))
+        columns.append(Column("input", 3 if timed else 1, cells=[input_cell(str(r.get("input_shape") or "")) for r in rows]))
     columns += [Column("params", 2 if timed else 0, cells=[si(r.get("params")) for r in rows]),
                 Column("MACs/img", 1 if timed else 0, cells=[si(r.get("macs")) for r in rows])]
     if "instructions" in df and df["instructions"].notna().any():
@@ -104,10 +104,10 @@ def profile_columns(df: pd.DataFrame, metrics: str) -> tuple[list[Column], list[
     return columns, notes
 
 
-def _input_cell(row: dict[str, Any]) -> str:
-    shape = str(row.get("input_shape") or "")
-    return shape.partition("x")[2].partition("x")[0] if shape.startswith("3x") and shape.count("x") == 2 and \
-        shape.split("x")[1] == shape.split("x")[2] else shape
+def input_cell(shape: str) -> str:
+    """'224' for a square 3-channel input ('3x224x224'), else its C x H x W."""
+    parts = shape.split("x")
+    return parts[1] if len(parts) == 3 and parts[0] == "3" and parts[1] == parts[2] else shape
 
 
 def undeclared_line(df: pd.DataFrame) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from convbench.zoo.meta import build_on_meta, data_dependent, fast_batch_norm  # noqa: F401  (data_dependent: the counters')
+from convbench.zoo.meta import build_on_meta, fast_batch_norm
 from convbench.zoo.outputs import auxiliary, logits_of
 from convbench.zoo.registry import get_model_info
 
@@ -111,8 +111,8 @@ def _per_input(args: tuple, out: Any) -> int:
 # FLOPs of the arithmetic MACs leave out (the `other_flops` column; docs/profile.md gives the table). Any op torch
 # tags pointwise counts 1 per output element; these are the others, and the pointwise ops weighted otherwise.
 _OTHER_OPS: dict[str, Callable[[tuple, Any], int]] = {
-    "native_batch_norm": _batch_norm, "_native_batch_norm_legit": lambda a, o: _numel(a[0]) * (5 - (a[1] is None)),
-    "_native_batch_norm_legit_no_training": lambda a, o: _numel(a[0]) * (2 - (a[1] is None)),
+    "native_batch_norm": _batch_norm, "_native_batch_norm_legit": _norm(5, 1),
+    "_native_batch_norm_legit_no_training": _norm(2, 1),
     "native_layer_norm": _norm(5, 2), "native_group_norm": _norm(5, 1),
     "_softmax": _per_output(5), "_safe_softmax": _per_output(5), "_log_softmax": _per_output(5),
     "max_pool1d": _window, "max_pool2d": _window, "max_pool2d_with_indices": _window, "max_pool3d_with_indices": _window,
@@ -159,9 +159,9 @@ def _plan(func: Any) -> tuple[str, Callable[[tuple, Any], int] | None]:
     return plan
 
 
-def other_flops(func: Any, name: str, args: tuple, out: Any) -> int:
+def other_flops(func: Any, args: tuple, out: Any) -> int:
     """FLOPs of one op that MACs leave out: 0 for ops that only move or allocate."""
-    handle = _other_handle(func, name)
+    handle = _plan(func)[1]
     return handle(args, out) if handle is not None else 0
 
 

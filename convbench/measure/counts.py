@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from convbench.measure import complexity
+from convbench.zoo.meta import data_dependent
 from convbench.zoo.specs import ModelSpec
 
 
@@ -18,7 +19,7 @@ def model_counts(spec: ModelSpec, by_layer: bool = False, counter: str = "dispat
     try:
         traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)
     except Exception as exc:
-        if not complexity.data_dependent(exc):
+        if not data_dependent(exc):
             raise
         meta = complexity.materialize(spec.build("meta"))
         traced = complexity.count(meta, spec.batch_shape(1), counter, by_module=by_layer)

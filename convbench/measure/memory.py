@@ -23,7 +23,8 @@ from torch import nn
 from convbench.measure.device import DTYPES, PeakMemory, autocast
 from convbench import children
 from convbench.errors import error_text
-from convbench.measure.complexity import data_dependent, materialize
+from convbench.measure.complexity import materialize
+from convbench.zoo.meta import data_dependent
 from convbench.zoo.meta import fast_batch_norm
 from convbench.zoo.outputs import logits_of
 from convbench.zoo.specs import ModelSpec

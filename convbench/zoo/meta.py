@@ -42,14 +42,19 @@ def _meta_init_target(func, args: tuple, kwargs: dict) -> torch.Tensor | None:
 
 class _BuildOnMeta(TorchFunctionMode):
     """torch.device("meta") and no initialisation in one mode: every torch call while a model is built passes
-    through the active modes in Python, so one mode instead of two is measurably cheaper."""
+    through the active modes in Python, so one mode instead of two is measurably cheaper. Without `factories`,
+    only the initialisation of meta tensors is skipped (weights_on_meta)."""
+
+    def __init__(self, factories: bool = True) -> None:
+        super().__init__()
+        self.factories = factories
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         target = _meta_init_target(func, args, kwargs)
         if target is not None:
             return target
-        if func in _FACTORIES and kwargs.get("device") is None:
+        if self.factories and func in _FACTORIES and kwargs.get("device") is None:
             kwargs["device"] = "meta"
         return func(*args, **kwargs)
 
@@ -57,13 +62,6 @@ class _BuildOnMeta(TorchFunctionMode):
 def build_on_meta() -> contextlib.AbstractContextManager:
     """Factories make meta tensors; in-place initialisation of them does nothing (there are no values)."""
     return _BuildOnMeta()
-
-
-class _SkipMetaInit(TorchFunctionMode):
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        target = _meta_init_target(func, args, kwargs)
-        return target if target is not None else func(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -84,7 +82,7 @@ def weights_on_meta() -> Iterator[None]:
 
     nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
     try:
-        with _SkipMetaInit():
+        with _BuildOnMeta(factories=False):
             yield
     finally:
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
@@ -96,12 +94,11 @@ _NEEDS_DATA = ("item() cannot be called on meta", "cannot copy out of meta tenso
 
 
 def data_dependent(exc: BaseException) -> bool:
-    """Whether `exc` is a forward reading its own values (`if h.mean() > 0.1:`, .item(), nonzero) on the meta
-    device, where tensors have shapes but no values: such a forward is counted on zero-filled real tensors."""
+    """Whether `exc` is a forward (or a build) reading its own values (`if h.mean() > 0.1:`, .item(), nonzero) on
+    the meta device, where tensors have shapes but no values: such a forward is counted on zero-filled real tensors,
+    such a build redone with weights_on_meta."""
     text = str(exc).lower()
     return any(words in text for words in _NEEDS_DATA)
-
-
 
 
 def _native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps):
